@@ -1,0 +1,69 @@
+"""Builder for Python functions (Node functions, Direct-mode ensembles)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.experimental import io_callback
+from nengo.builder.operator import SimPyFunc
+from nengo.exceptions import SimulationError
+
+from nengo_jax.build.host import FunctionStream, call_node_function, check_node_output
+from nengo_jax.build.registry import OpBuilder, register
+
+
+@register(SimPyFunc)
+class SimPyFuncBuilder(OpBuilder):
+    """Implements ``output[...] = fn(t, x)`` by calling ``fn`` on the host.
+
+    A function of time alone is evaluated for all of a run's steps before the
+    loop starts (a host stream); a function of ``x`` is called from inside the
+    loop through an ordered host callback, once per batch item.
+    """
+
+    callback_error = None
+
+    def __init__(self, ops, ctx):
+        super().__init__(ops, ctx)
+        (op,) = self.ops  # Python functions are never merged
+        self.op = op
+        self.label = op.tag or str(op)
+        shape = None if op.output is None else op.output.shape
+        if op.x is None:
+            self.stream = FunctionStream(op.fn, op.t is not None, shape, ctx.dtype, self.label)
+            self.host_streams = (self.stream,)
+
+    def fed_output(self):
+        return self.op.output if self.op.x is None else None
+
+    def step(self, env):
+        op = self.op
+        if op.x is None:
+            if op.output is not None:
+                env.write(op.output, env.stream(self.stream))
+            return
+        t = env.read_batched(op.t) if op.t is not None else None
+        x = env.read_batched(op.x)
+        shape = (env.minibatch_size,) + op.output.shape if op.output is not None else None
+        result = None if shape is None else jax.ShapeDtypeStruct(shape, x.dtype)
+        y = io_callback(self._call, result, t, x, ordered=True)
+        if op.output is not None:
+            env.write(op.output, y)
+
+    def _call(self, t, x):
+        op = self.op
+        t, x = (None if t is None else np.asarray(t)), np.asarray(x, dtype=np.float64)
+        outputs = []
+        try:
+            for b in range(x.shape[0]):
+                args = (x[b].copy(),)
+                if t is not None:
+                    args = (float(np.round(t[b] / self.ctx.dt) * self.ctx.dt),) + args
+                y = call_node_function(op.fn, args, self.label)
+                if op.output is not None:
+                    outputs.append(check_node_output(y, op.fn, op.output.shape))
+        except SimulationError as e:
+            self.callback_error = e
+            raise
+        if op.output is None:
+            return None
+        return np.stack(outputs).astype(self.ctx.dtype)

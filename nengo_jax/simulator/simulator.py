@@ -1,0 +1,415 @@
+"""The `Simulator`: builds a Nengo network and runs it as a JAX program."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+import jax
+import numpy as np
+from nengo.builder import Model
+from nengo.builder.processes import SimProcess
+from nengo.cache import get_default_decoder_cache
+from nengo.exceptions import (
+    ReadonlyError,
+    SimulatorClosed,
+    ValidationError,
+)
+from nengo.utils.graphs import toposort
+from nengo.utils.numpy import maxint
+from nengo.utils.progress import Progress, ProgressTracker
+from nengo.utils.simulator import operator_dependency_graph
+
+import nengo_jax.ops  # noqa: F401  (registers the operator builders)
+from nengo_jax.build.layout import Layout
+from nengo_jax.build.program import RNG_KEY, Program, new_rng_state
+from nengo_jax.build.registry import BuildContext, builder_for
+from nengo_jax.simulator.data import SimulationData, check_node_data
+
+logger = logging.getLogger(__name__)
+
+
+class Simulator:
+    """Simulate a Nengo network with JAX.
+
+    A drop-in replacement for `nengo.Simulator`: the same calls give the same
+    results (to float32 rounding). In addition, ``minibatch_size`` simulates that
+    many independent copies of the network at once, and ``data`` replaces the
+    output of input Nodes at run time.
+
+    Parameters
+    ----------
+    network : nengo.Network or None
+        The network to simulate. If None, ``model`` must hold a built model.
+    dt : float
+        Length of a timestep, in seconds.
+    seed : int
+        Seed for all stochastic operators (noise, processes). Defaults to
+        ``network.seed + 1`` if the network is seeded, otherwise random.
+    model : nengo.builder.Model
+        A model to build into (or an already built model if ``network`` is None).
+    device : str
+        A JAX device (e.g. ``"cpu"``, ``"gpu"``, ``"gpu:1"``); None uses JAX's
+        default device.
+    unroll_simulation : int
+        How many timesteps the time loop unrolls (``lax.scan``'s ``unroll``).
+    minibatch_size : int
+        Number of batch items simulated together; None simulates one, and probe
+        data then has no batch axis, as in Nengo.
+    progress_bar : bool or nengo.utils.progress.ProgressBar
+        Progress bar for the build and the runs.
+    optimize : bool
+        Accepted for compatibility with `nengo.Simulator`; unused.
+    """
+
+    def __init__(
+        self,
+        network,
+        dt=0.001,
+        seed=None,
+        model=None,
+        device=None,
+        unroll_simulation=1,
+        minibatch_size=None,
+        progress_bar=True,
+        optimize=True,
+    ):
+        self.closed = True  # until the build succeeds
+        self.progress_bar = progress_bar
+        self.unroll_simulation = int(unroll_simulation)
+        if self.unroll_simulation < 1:
+            raise ValidationError(
+                f"Must be a positive integer; got {unroll_simulation!r}",
+                attr="unroll_simulation",
+                obj=self,
+            )
+        if minibatch_size is not None and int(minibatch_size) < 1:
+            raise ValidationError(
+                f"Must be a positive integer or None; got {minibatch_size!r}",
+                attr="minibatch_size",
+                obj=self,
+            )
+        self._batch_given = minibatch_size is not None
+        self.minibatch_size = 1 if minibatch_size is None else int(minibatch_size)
+        self.device = _find_device(device)
+
+        if model is None:
+            model = Model(
+                dt=float(dt),
+                label=f"{network}, dt={dt:f}",
+                decoder_cache=get_default_decoder_cache(),
+            )
+        self.model = model
+        with ProgressTracker(progress_bar, Progress("Building", "Build")) as pt:
+            if network is not None:
+                self.model.build(network, progress=pt.next_stage("Building", "Build"))
+            self._build()
+
+        if seed is None:
+            if network is not None and network.seed is not None:
+                seed = network.seed + 1
+            else:
+                seed = np.random.randint(maxint)
+        self.data = SimulationData(self)
+        self.closed = False
+        self.reset(seed=seed)
+
+    def _build(self):
+        """Order the operators and make their builders and the program."""
+        model = self.model
+        self._ops = [
+            op
+            for op in toposort(operator_dependency_graph(model.operators))
+            if hasattr(op, "make_step")
+        ]
+        probe_sigs = [(probe, model.sig[probe]["in"]) for probe in model.probes]
+        self._layout = Layout(
+            model,
+            self._ops,
+            [model.step, model.time] + [sig for _, sig in probe_sigs],
+            dtype="float32",
+        )
+        ctx = BuildContext(
+            model=model,
+            layout=self._layout,
+            dt=model.dt,
+            minibatch_size=self.minibatch_size,
+            dtype=self._layout.dtype,
+        )
+        builders = [builder_for(op)([op], ctx) for op in self._ops]
+        self._probe_keys = {probe: f"probe{i}" for i, (probe, _) in enumerate(probe_sigs)}
+        self._program = Program(
+            builders,
+            self._layout,
+            [(self._probe_keys[p], sig) for p, sig in probe_sigs],
+            dt=model.dt,
+            minibatch_size=self.minibatch_size,
+            unroll=self.unroll_simulation,
+        )
+
+    # -- properties ---------------------------------------------------------------
+
+    @property
+    def dt(self):
+        """(float) The length of a timestep, in seconds."""
+        return self.model.dt
+
+    @dt.setter
+    def dt(self, _):
+        raise ReadonlyError(attr="dt", obj=self)
+
+    @property
+    def n_steps(self):
+        """(int) The number of timesteps simulated since the last reset."""
+        return self._n_steps
+
+    @property
+    def time(self):
+        """(float) The simulated time since the last reset."""
+        return self._n_steps * self.dt
+
+    @property
+    def seed(self):
+        """(int) The seed of the stochastic operators."""
+        return self._seed
+
+    @property
+    def step_order(self):
+        """(list) The operators in the order they run each timestep."""
+        return list(self._ops)
+
+    @property
+    def compile_count(self):
+        """(int) How many times the simulation program has been compiled."""
+        return self._program.trace_count
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    def __enter__(self):
+        if self.closed:
+            raise SimulatorClosed("Cannot re-open after the Simulator is closed")
+        return self
+
+    def __exit__(self, exc_type, exc_value, traceback):
+        self.close()
+
+    def __del__(self):
+        if not getattr(self, "closed", True):
+            warnings.warn(
+                f"Simulator with model={self.model} was deallocated while open. "
+                "Close simulators (or use them in a `with` block) to free their "
+                "resources.",
+                ResourceWarning,
+            )
+
+    def close(self):
+        """Close the simulator; later runs raise `SimulatorClosed`.
+
+        ``sim.data`` stays readable after closing.
+        """
+        self.closed = True
+        self._state = None
+        self._params = None
+
+    def reset(self, seed=None):
+        """Restore the initial state, parameters and probe data.
+
+        Parameters
+        ----------
+        seed : int
+            A new seed for stochastic operators (noise and processes); the built
+            parameters (encoders, decoders...) do not change.
+        """
+        if self.closed:
+            raise SimulatorClosed("Cannot reset a closed Simulator.")
+        if seed is not None:
+            self._seed = int(seed)
+        self._params = self._to_device(self._layout.initial_params())
+        self.soft_reset(include_probes=True)
+
+    def soft_reset(self, include_probes=False):
+        """Restore the initial simulation state, keeping the parameters.
+
+        Parameters
+        ----------
+        include_probes : bool
+            Whether to clear the probe data too.
+        """
+        if self.closed:
+            raise SimulatorClosed("Cannot reset a closed Simulator.")
+        rng = np.random.RandomState(self._seed)
+        for builder in self._program.builders:
+            builder.reset_host(rng, self.minibatch_size)
+        state = self._layout.initial_state(self.minibatch_size)
+        state[RNG_KEY] = new_rng_state(self._seed)
+        self._state = self._to_device(state)
+        self._n_steps = 0
+        if include_probes:
+            self.clear_probes()
+
+    def clear_probes(self):
+        """Delete all probe data."""
+        self._probe_chunks = {probe: [] for probe in self.model.probes}
+        self.data.reset()
+
+    def _to_device(self, tree):
+        return jax.device_put(tree, self.device)
+
+    # -- running ------------------------------------------------------------------
+
+    def run(self, time_in_seconds, data=None, progress_bar=None):
+        """Simulate for ``time_in_seconds`` (rounded to a whole number of steps).
+
+        Parameters
+        ----------
+        time_in_seconds : float
+            How long to simulate; must not be negative.
+        data : dict
+            Input Node (or its label) -> array of shape
+            ``(minibatch_size, n_steps, node.size_out)`` replacing its output.
+        progress_bar : bool or ProgressBar
+            Overrides the Simulator's progress bar for this run.
+        """
+        if time_in_seconds < 0:
+            raise ValidationError(
+                f"Must be positive (got {time_in_seconds:g})", attr="time_in_seconds"
+            )
+        steps = int(np.round(float(time_in_seconds) / self.dt))
+        if steps == 0:
+            warnings.warn(
+                f"{time_in_seconds} results in running for 0 timesteps. Simulator "
+                f"still at time {self.time}."
+            )
+            return
+        self.run_steps(steps, data=data, progress_bar=progress_bar)
+
+    def step(self, data=None):
+        """Advance the simulation by one timestep."""
+        self.run_steps(1, data=data, progress_bar=False)
+
+    def run_steps(self, n_steps, data=None, progress_bar=None):
+        """Simulate for ``n_steps`` timesteps.
+
+        Parameters
+        ----------
+        n_steps : int
+            Number of timesteps.
+        data : dict
+            Input Node (or its label) -> array of shape
+            ``(minibatch_size, n_steps, node.size_out)`` replacing its output.
+        progress_bar : bool or ProgressBar
+            Overrides the Simulator's progress bar for this run.
+        """
+        if self.closed:
+            raise SimulatorClosed("Simulator cannot run because it is closed.")
+        n_steps = int(n_steps)
+        if n_steps < 0:
+            raise ValidationError(
+                f"Must be non-negative; got {n_steps}", attr="n_steps", obj=self
+            )
+        if n_steps == 0:
+            return
+        node_data = check_node_data(self.model, data, n_steps, self.minibatch_size)
+        if progress_bar is None:
+            progress_bar = self.progress_bar
+        with ProgressTracker(
+            progress_bar, Progress("Simulating", "Simulation", n_steps)
+        ) as pt:
+            self._run(n_steps, node_data)
+            pt.total_progress.step(n_steps)
+
+    def _run(self, n_steps, node_data):
+        """Run the program; on any error, leave state and probe data untouched."""
+        program, layout = self._program, self._layout
+        fed = {layout.key(self.model.sig[node]["out"]): x for node, x in node_data.items()}
+        fed_keys = tuple(sorted(fed))
+        steps = np.arange(self._n_steps + 1, self._n_steps + n_steps + 1)
+        xs = {}
+        for stream in program.active_streams(fed_keys):
+            xs[stream.key] = stream.compute(steps, self.dt).astype(
+                _stored_dtype(stream.dtype, layout.dtype)
+            )
+        for key, x in fed.items():
+            xs["data:" + key] = np.swapaxes(x, 0, 1).astype(layout.dtype)
+        try:
+            state, outputs = program.run(
+                self._params, self._state, xs, n_steps=n_steps, fed=fed_keys
+            )
+            outputs = jax.device_get(outputs)
+        except Exception:
+            original = _callback_error(program)
+            if original is None:
+                raise
+            raise original from original.__cause__
+        self._state = state
+        self._record(outputs, steps)
+        self._n_steps += n_steps
+
+    def _record(self, outputs, steps):
+        for probe, key in self._probe_keys.items():
+            values = outputs[key]
+            if probe.sample_every is not None:
+                period = probe.sample_every / self.dt
+                values = values[steps % period < 1]
+            self._probe_chunks[probe].append(np.swapaxes(values, 0, 1))
+
+    def _probe_array(self, probe):
+        chunks = self._probe_chunks[probe]
+        sig = self.model.sig[probe]["in"]
+        if chunks:
+            value = np.concatenate(chunks, axis=1)
+        else:
+            value = np.zeros((self.minibatch_size, 0) + sig.shape)
+        return value if self._batch_given else value[0]
+
+    def trange(self, sample_every=None, dt=None):
+        """Times of the probe samples (starting at ``dt``, not 0).
+
+        Parameters
+        ----------
+        sample_every : float
+            Sampling period of the probe; None gives every timestep.
+        """
+        if dt is not None:
+            if sample_every is not None:
+                raise ValidationError(
+                    "Cannot specify both `dt` and `sample_every`. "
+                    "Use `sample_every` only.",
+                    attr="dt",
+                    obj=self,
+                )
+            warnings.warn(
+                "`dt` is deprecated. Use `sample_every` instead.", DeprecationWarning
+            )
+            sample_every = dt
+        period = 1 if sample_every is None else sample_every / self.dt
+        steps = np.arange(1, self.n_steps + 1)
+        return self.dt * steps[steps % period < 1]
+
+
+def _stored_dtype(dtype, float_dtype):
+    return float_dtype if np.dtype(dtype).kind == "f" else dtype
+
+
+def _callback_error(program):
+    """The `SimulationError` a host callback raised during the failed run, if any."""
+    for builder in program.builders:
+        error = getattr(builder, "callback_error", None)
+        if error is not None:
+            builder.callback_error = None
+            return error
+    return None
+
+
+def _find_device(device):
+    if device is None:
+        return None
+    platform, _, index = str(device).lower().partition(":")
+    platform = {"/cpu": "cpu", "/gpu": "gpu"}.get(platform, platform)
+    try:
+        devices = jax.devices(platform)
+    except RuntimeError as e:
+        raise ValidationError(
+            f"No JAX device of kind {platform!r}: {e}", attr="device"
+        ) from e
+    return devices[int(index) if index else 0]
