@@ -47,7 +47,10 @@ print(f"input:  max |nengo_jax - nengo| = {x_diff:.2e}")
 print(f"output: max |nengo_jax - nengo| = {y_diff:.2e} (output RMS {rms:.3f})")
 
 reps, n_steps = 3, 1000
-ramps = np.linspace(0.5, 1, reps)[:, None, None] * np.linspace(-1, 1, n_steps)[None, :, None]
+ramps = (
+    np.linspace(0.5, 1, reps)[:, None, None]
+    * np.linspace(-1, 1, n_steps)[None, :, None]
+)
 with nengo_jax.Simulator(net, minibatch_size=reps, progress_bar=False) as batched:
     batched.run_steps(n_steps, data={inpt: ramps})
     t = batched.trange()

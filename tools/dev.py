@@ -37,9 +37,14 @@ def setup():
 
 def nengo_site_packages():
     out = subprocess.run(
-        [str(PYTHON), "-c", "import nengo, pathlib; "
-         "print(pathlib.Path(nengo.__file__).parent.parent)"],
-        check=True, capture_output=True, text=True,
+        [
+            str(PYTHON),
+            "-c",
+            "import nengo, pathlib; print(pathlib.Path(nengo.__file__).parent.parent)",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     )
     return out.stdout.strip()
 
@@ -50,12 +55,23 @@ def run_tests(args):
     pytest = [str(PYTHON), "-m", "pytest", "-p", "no:cacheprovider", "-n", "2", "-rfEs"]
     ours = subprocess.run(pytest + ["tests"] + args, cwd=ROOT, env=env)
     suite = subprocess.run(
-        pytest + ["--pyargs", "nengo", f"--rootdir={nengo_site_packages()}",
-                  "-c", str(ROOT / "pyproject.toml")] + args,
-        cwd=ROOT, env=env,
+        pytest
+        + [
+            "--pyargs",
+            "nengo",
+            f"--rootdir={nengo_site_packages()}",
+            "-c",
+            str(ROOT / "pyproject.toml"),
+        ]
+        + args,
+        cwd=ROOT,
+        env=env,
     )
-    print(f"our tests exit code {ours.returncode}; Nengo suite exit code "
-          f"{suite.returncode}", flush=True)
+    print(
+        f"our tests exit code {ours.returncode}; Nengo suite exit code "
+        f"{suite.returncode}",
+        flush=True,
+    )
     return ours.returncode or suite.returncode
 
 
@@ -68,7 +84,8 @@ def main(argv):
         env = dict(os.environ, MPLBACKEND="Agg")
         return subprocess.run(
             [str(PYTHON), str(ROOT / "examples" / "from_nengo.py")] + argv[1:],
-            cwd=ROOT, env=env,
+            cwd=ROOT,
+            env=env,
         ).returncode
     return run_tests(argv[1:])
 

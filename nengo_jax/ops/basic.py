@@ -1,4 +1,4 @@
-"""Builders for Nengo's bookkeeping operators: TimeUpdate, Reset, Copy, ElementwiseInc."""
+"""Builders for bookkeeping operators: TimeUpdate, Reset, Copy, ElementwiseInc."""
 
 import jax.numpy as jnp
 import numpy as np
@@ -38,11 +38,19 @@ class CopyBuilder(OpBuilder):
         layout = ctx.layout
         self.views = []
         for op in self.ops:
-            src = None if op.src_slice is None else layout.indexed_view(op.src, op.src_slice)
+            src = (
+                None
+                if op.src_slice is None
+                else layout.indexed_view(op.src, op.src_slice)
+            )
             dst = None
             if op.dst_slice is not None:
                 dst = layout.indexed_view(op.dst, op.dst_slice)
-                index = dst.index if dst.index is not None else np.arange(dst.start, dst.stop)
+                index = (
+                    dst.index
+                    if dst.index is not None
+                    else np.arange(dst.start, dst.stop)
+                )
                 if not op.inc and len(np.unique(index)) < index.size:
                     raise BuildError(
                         f"{op}: Cannot have repeated indices in ``dst_slice`` when "
@@ -51,7 +59,7 @@ class CopyBuilder(OpBuilder):
             self.views.append((src, dst))
 
     def step(self, env):
-        for op, (src, dst) in zip(self.ops, self.views):
+        for op, (src, dst) in zip(self.ops, self.views, strict=False):
             env.write(op.dst, env.read(op.src, src), inc=op.inc, view=dst)
 
 
@@ -68,8 +76,10 @@ class ElementwiseIncBuilder(OpBuilder):
     def __init__(self, ops, ctx):
         super().__init__(ops, ctx)
         for op in self.ops:
-            a, x, y = (padded(np.zeros(s.shape), s.shape, False)[0] for s in (op.A, op.X, op.Y))
-            for da, dx, dy in zip(a.shape, x.shape, y.shape):
+            a, x, y = (
+                padded(np.zeros(s.shape), s.shape, False)[0] for s in (op.A, op.X, op.Y)
+            )
+            for da, dx, dy in zip(a.shape, x.shape, y.shape, strict=False):
                 if not (da in [1, dy] and dx in [1, dy] and max(da, dx) == dy):
                     raise BuildError(
                         "Incompatible shapes in ElementwiseInc: "

@@ -55,7 +55,7 @@ class SparseDotIncBuilder(OpBuilder):
             self.coords.append((np.asarray(rows), np.asarray(cols), A.shape[0]))
 
     def step(self, env):
-        for op, (rows, cols, n_rows) in zip(self.ops, self.coords):
+        for op, (rows, cols, n_rows) in zip(self.ops, self.coords, strict=False):
             data = env.read(op.A)
             x = env.read_batched(op.X).reshape((env.minibatch_size, -1))
             products = data * x[:, cols]
@@ -74,11 +74,12 @@ class BsrDotIncBuilder(OpBuilder):
     def __init__(self, ops, ctx):
         super().__init__(ops, ctx)
         self.rows = [
-            np.repeat(np.arange(len(op.indptr) - 1), np.diff(op.indptr)) for op in self.ops
+            np.repeat(np.arange(len(op.indptr) - 1), np.diff(op.indptr))
+            for op in self.ops
         ]
 
     def step(self, env):
-        for op, rows in zip(self.ops, self.rows):
+        for op, rows in zip(self.ops, self.rows, strict=False):
             blocks = env.read(op.A)
             n_rows, bc = len(op.indptr) - 1, op.A.shape[-1]
             x = env.read_batched(op.X).reshape((env.minibatch_size, -1, bc))

@@ -1,7 +1,6 @@
 """Builder for Python functions (Node functions, Direct-mode ensembles)."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.experimental import io_callback
 from nengo.builder.operator import SimPyFunc
@@ -29,7 +28,9 @@ class SimPyFuncBuilder(OpBuilder):
         self.label = op.tag or str(op)
         shape = None if op.output is None else op.output.shape
         if op.x is None:
-            self.stream = FunctionStream(op.fn, op.t is not None, shape, ctx.dtype, self.label)
+            self.stream = FunctionStream(
+                op.fn, op.t is not None, shape, ctx.dtype, self.label
+            )
             self.host_streams = (self.stream,)
 
     def fed_output(self):
@@ -43,7 +44,9 @@ class SimPyFuncBuilder(OpBuilder):
             return
         t = env.read_batched(op.t) if op.t is not None else None
         x = env.read_batched(op.x)
-        shape = (env.minibatch_size,) + op.output.shape if op.output is not None else None
+        shape = (
+            (env.minibatch_size,) + op.output.shape if op.output is not None else None
+        )
         result = None if shape is None else jax.ShapeDtypeStruct(shape, x.dtype)
         y = io_callback(self._call, result, t, x, ordered=True)
         if op.output is not None:

@@ -8,7 +8,6 @@ import warnings
 import jax
 import numpy as np
 from nengo.builder import Model
-from nengo.builder.processes import SimProcess
 from nengo.cache import get_default_decoder_cache
 from nengo.exceptions import (
     ReadonlyError,
@@ -137,7 +136,9 @@ class Simulator:
             dtype=self._layout.dtype,
         )
         builders = [builder_for(op)([op], ctx) for op in self._ops]
-        self._probe_keys = {probe: f"probe{i}" for i, (probe, _) in enumerate(probe_sigs)}
+        self._probe_keys = {
+            probe: f"probe{i}" for i, (probe, _) in enumerate(probe_sigs)
+        }
         self._program = Program(
             builders,
             self._layout,
@@ -199,7 +200,7 @@ class Simulator:
                 f"Simulator with model={self.model} was deallocated while open. "
                 "Close simulators (or use them in a `with` block) to free their "
                 "resources.",
-                ResourceWarning,
+                ResourceWarning, stacklevel=2,
             )
 
     def close(self):
@@ -278,7 +279,7 @@ class Simulator:
         if steps == 0:
             warnings.warn(
                 f"{time_in_seconds} results in running for 0 timesteps. Simulator "
-                f"still at time {self.time}."
+                f"still at time {self.time}.", stacklevel=2
             )
             return
         self.run_steps(steps, data=data, progress_bar=progress_bar)
@@ -321,7 +322,9 @@ class Simulator:
     def _run(self, n_steps, node_data):
         """Run the program; on any error, leave state and probe data untouched."""
         program, layout = self._program, self._layout
-        fed = {layout.key(self.model.sig[node]["out"]): x for node, x in node_data.items()}
+        fed = {
+            layout.key(self.model.sig[node]["out"]): x for node, x in node_data.items()
+        }
         fed_keys = tuple(sorted(fed))
         steps = np.arange(self._n_steps + 1, self._n_steps + n_steps + 1)
         xs = {}
@@ -379,7 +382,9 @@ class Simulator:
                     obj=self,
                 )
             warnings.warn(
-                "`dt` is deprecated. Use `sample_every` instead.", DeprecationWarning
+                "`dt` is deprecated. Use `sample_every` instead.",
+                DeprecationWarning,
+                stacklevel=2,
             )
             sample_every = dt
         period = 1 if sample_every is None else sample_every / self.dt

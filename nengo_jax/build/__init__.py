@@ -1,0 +1,1 @@
+"""Turning a built Nengo model into a JAX program."""

@@ -1,0 +1,125 @@
+"""Values computed on the host before a run and streamed into the time loop.
+
+Inputs that do not depend on the simulation (Nodes that are functions of time
+only, noise and signal processes without input) are computed here, with
+Nengo's own NumPy step functions, for all the steps of a run at once. This keeps
+Python out of the compiled loop and gives exactly Nengo's values.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from nengo.exceptions import SimulationError
+from nengo.utils.numpy import maxint
+
+
+class HostStream:
+    """A per-step input computed on the host.
+
+    Subclasses implement `compute`, which returns ``(n_steps,) + shape`` (the same
+    for every batch item) or ``(n_steps, B) + shape`` when ``batched``.
+    The simulator assigns ``key`` when it builds the program.
+    """
+
+    key: str = None
+    batched: bool = False
+
+    def __init__(self, shape, dtype):
+        self.shape = tuple(shape)
+        self.dtype = np.dtype(dtype)
+
+    def compute(self, steps: np.ndarray, dt: float) -> np.ndarray:
+        """Values for the given (1-based) step numbers."""
+        raise NotImplementedError
+
+
+def function_name(fn):
+    return getattr(fn, "__name__", repr(fn))
+
+
+class FunctionStream(HostStream):
+    """The output of a Node function of time alone (``f(t)``, or ``f()``)."""
+
+    def __init__(self, fn, t_passed, shape, dtype, label):
+        super().__init__(() if shape is None else shape, dtype)
+        self.shape = None if shape is None else tuple(shape)
+        self.fn = fn
+        self.t_passed = t_passed
+        self.label = label
+
+    def compute(self, steps, dt):
+        out = np.empty((len(steps),) + (self.shape or (0,)), dtype=self.dtype)
+        for i, step in enumerate(steps):
+            args = (float(step * dt),) if self.t_passed else ()
+            y = call_node_function(self.fn, args, self.label)
+            if self.shape is not None:
+                out[i] = check_node_output(y, self.fn, self.shape)
+        return out
+
+
+def call_node_function(fn, args, label):
+    """Call a Node function, turning its exceptions into `SimulationError`."""
+    try:
+        return fn(*args)
+    except Exception as e:
+        raise SimulationError(
+            f"{label}: function '{function_name(fn)}' raised {type(e).__name__}: {e}"
+        ) from e
+
+
+def check_node_output(y, fn, shape):
+    """Validate a Node function's return value as Nengo does."""
+    try:
+        if y is None or not np.all(np.isfinite(y)):
+            raise SimulationError(
+                f"Function '{function_name(fn)}' returned non-finite value"
+            )
+        return np.broadcast_to(np.asarray(y, dtype=np.float64), shape)
+    except (TypeError, ValueError) as e:
+        raise SimulationError(
+            f"Function '{function_name(fn)}' returned a value {y!r} of invalid "
+            f"type {type(y)!r}"
+        ) from e
+
+
+def item_seeds(seed: int, minibatch_size: int) -> list:
+    """Seeds for each batch item: item 0 gets ``seed`` itself (Nengo's values)."""
+    seeds = [seed]
+    for b in range(1, minibatch_size):
+        seeds.append(int(np.random.SeedSequence([seed, b]).generate_state(1)[0]))
+    return seeds
+
+
+def process_seed(process, rng: np.random.RandomState) -> int:
+    """The seed Nengo's `Process.get_rng` would use (draws from ``rng`` alike)."""
+    return rng.randint(maxint) if process.seed is None else process.seed
+
+
+class ProcessStream(HostStream):
+    """The output of a Process without input, one step function per batch item."""
+
+    batched = True
+
+    def __init__(self, process, shape, dtype, dt):
+        super().__init__(shape, dtype)
+        self.process = process
+        self.dt = dt
+        self.steps = []
+
+    def reset(self, seed: int, minibatch_size: int):
+        self.steps = []
+        for item_seed in item_seeds(seed, minibatch_size):
+            state = self.process.make_state((0,), self.shape, self.dt)
+            self.steps.append(
+                self.process.make_step(
+                    (0,), self.shape, self.dt, np.random.RandomState(item_seed), state
+                )
+            )
+
+    def compute(self, steps, dt):
+        out = np.empty((len(steps), len(self.steps)) + self.shape, dtype=self.dtype)
+        for i, step in enumerate(steps):
+            t = float(step * dt)
+            for b, step_f in enumerate(self.steps):
+                out[i, b] = step_f(t)
+        return out

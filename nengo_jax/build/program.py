@@ -1,0 +1,98 @@
+"""The simulation program: builders in order, run as one jitted ``lax.scan``."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+
+from nengo_jax.build.env import SignalEnv
+
+#: State key of the PRNG key for device-side randomness.
+RNG_KEY = "_rng"
+
+
+class Program:
+    """Runs builders step by step over time.
+
+    Parameters
+    ----------
+    builders : list of OpBuilder
+        In execution order.
+    layout : Layout
+        Where each signal lives.
+    probes : list of (key, Signal)
+        Signals recorded after every step, by output key.
+    dt : float
+        Timestep.
+    minibatch_size : int
+        Batch size ``B``.
+    unroll : int
+        ``lax.scan`` unroll factor (the Simulator's ``unroll_simulation``).
+    """
+
+    def __init__(self, builders, layout, probes, dt, minibatch_size, unroll=1):
+        self.builders = builders
+        self.layout = layout
+        self.probes = list(probes)
+        self.dt = dt
+        self.minibatch_size = minibatch_size
+        self.unroll = unroll
+        self.streams = [s for b in builders for s in b.host_streams]
+        for i, stream in enumerate(self.streams):
+            stream.key = f"stream{i}"
+        #: Number of times the program was traced (each trace compiles).
+        self.trace_count = 0
+        self.run = jax.jit(self._run, static_argnames=("n_steps", "fed"))
+
+    def active_streams(self, fed: tuple) -> list:
+        """The host streams the program reads when the bases in ``fed`` get data."""
+        skipped = self._skipped(fed)
+        return [
+            s
+            for i, b in enumerate(self.builders)
+            if i not in skipped
+            for s in b.host_streams
+        ]
+
+    def _skipped(self, fed: tuple) -> set:
+        """Builders whose output is replaced by ``data=`` for this run."""
+        skipped = set()
+        for i, builder in enumerate(self.builders):
+            out = builder.fed_output()
+            if out is not None and self.layout.key(out) in fed:
+                skipped.add(i)
+        return skipped
+
+    def step(self, params, state, xs_t, fed=()):
+        """One timestep (traced): returns the new state and the probe values."""
+        key, step_key = jax.random.split(state[RNG_KEY])
+        values = dict(params)
+        values.update((k, v) for k, v in state.items() if k != RNG_KEY)
+        for base_key in fed:
+            values[base_key] = xs_t["data:" + base_key]
+        env = SignalEnv(
+            self.layout, values, xs_t, self.minibatch_size, self.dt, step_key
+        )
+        skipped = self._skipped(fed)
+        for i, builder in enumerate(self.builders):
+            if i not in skipped:
+                builder.step(env)
+        new_state = {k: env.values[k] for k in state if k != RNG_KEY}
+        new_state[RNG_KEY] = key
+        outputs = {k: env.read_batched(sig) for k, sig in self.probes}
+        return new_state, outputs
+
+    def _run(self, params, state, xs, n_steps, fed=()):
+        self.trace_count += 1
+
+        def body(carry, xs_t):
+            return self.step(params, carry, xs_t, fed)
+
+        return jax.lax.scan(
+            body, state, xs, length=n_steps, unroll=max(1, min(self.unroll, n_steps))
+        )
+
+
+def new_rng_state(seed: int):
+    """The initial device PRNG key for ``seed``."""
+    return jax.random.key_data(jax.random.PRNGKey(np.uint32(seed % 2**32)))

@@ -1,0 +1,95 @@
+"""One builder class per operator family, found along the operator's class hierarchy."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+from nengo.exceptions import BuildError
+
+_BUILDERS: dict = {}
+
+
+@dataclass
+class BuildContext:
+    """What a builder may know at build time (everything here is static)."""
+
+    model: object  # nengo.builder.Model
+    layout: object  # nengo_jax.build.layout.Layout
+    dt: float
+    minibatch_size: int
+    dtype: np.dtype
+    #: Matrix-product precision ("highest" keeps float32 exact on GPUs, no TF32).
+    precision: str = "highest"
+    warned: set = field(default_factory=set)
+
+    def warn_once(self, key, message, category=UserWarning):
+        """Warn about ``key`` (e.g. a neuron type) once per build."""
+        if key not in self.warned:
+            self.warned.add(key)
+            warnings.warn(message, category, stacklevel=3)
+
+
+class OpBuilder:
+    """Builds a group of operators of one family into a traced step.
+
+    ``__init__`` is the *prepare* phase: it runs once, in NumPy, and computes
+    everything static (indices, constants). ``step`` runs inside ``jit`` and
+    reads and writes signals through a `.SignalEnv`.
+
+    Parameters
+    ----------
+    ops : list of Operator
+        The operators this builder computes together (one, unless merged).
+    ctx : BuildContext
+        Static facts about the build.
+    """
+
+    #: Host streams this builder reads each step (see `nengo_jax.build.host`).
+    host_streams: tuple = ()
+
+    def __init__(self, ops, ctx: BuildContext):
+        self.ops = list(ops)
+        self.ctx = ctx
+
+    def step(self, env) -> None:
+        """Compute one timestep of ``self.ops`` (traced)."""
+        raise NotImplementedError
+
+    @classmethod
+    def mergeable(cls, a, b) -> bool:
+        """Whether operators ``a`` and ``b`` can be computed as one group."""
+        return False
+
+    def reset_host(self, rng: np.random.RandomState, minibatch_size: int) -> None:
+        """Reset host-side state; ``rng`` is the simulator's seeded generator.
+
+        Builders must draw from ``rng`` exactly as Nengo's operators draw in their
+        ``make_step``, so that seeded processes match ``nengo.Simulator``.
+        """
+
+    def fed_output(self):
+        """The signal this builder produces if it can be replaced by ``data=``."""
+        return None
+
+
+def register(op_type):
+    """Register the decorated `.OpBuilder` for ``op_type`` (and subclasses)."""
+
+    def decorator(builder):
+        _BUILDERS[op_type] = builder
+        return builder
+
+    return decorator
+
+
+def builder_for(op) -> type:
+    """The builder class registered for ``op``'s type or its nearest base."""
+    for cls in type(op).__mro__:
+        if cls in _BUILDERS:
+            return _BUILDERS[cls]
+    raise BuildError(
+        f"nengo_jax has no builder for operator {op} of type {type(op).__name__}; "
+        "register one with nengo_jax.build.registry.register"
+    )

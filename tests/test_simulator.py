@@ -1,0 +1,219 @@
+"""The Simulator's API: lifecycle, run-time data, batching, errors."""
+
+import importlib.metadata
+
+import nengo
+import numpy as np
+import pytest
+from nengo.exceptions import (
+    ReadonlyError,
+    SimulationError,
+    SimulatorClosed,
+    ValidationError,
+)
+
+import nengo_jax
+from nengo_jax.testing import assert_allclose, run_both
+
+
+def node_net():
+    """A network of Nodes only: a function of time, a constant, a function of x."""
+    with nengo.Network(seed=1) as net:
+        net.stim = nengo.Node(lambda t: [np.sin(10 * t), t], label="stim")
+        net.const = nengo.Node([0.5, -1.0], label="const")
+        net.sum = nengo.Node(size_in=2)
+        net.double = nengo.Node(lambda t, x: 2 * x + t, size_in=2)
+        nengo.Connection(net.stim, net.sum, synapse=None)
+        nengo.Connection(net.const, net.sum, transform=[[1, 2], [3, 4]], synapse=None)
+        nengo.Connection(net.sum, net.double, synapse=None)
+        net.p_double = nengo.Probe(net.double)
+        net.p_sum = nengo.Probe(net.sum)
+        net.p_stim = nengo.Probe(net.stim, sample_every=0.003)
+    return net
+
+
+@pytest.mark.parametrize("minibatch_size", [None, 4])
+def test_matches_nengo(minibatch_size):
+    net = node_net()
+    ref, ours = run_both(net, 20, minibatch_size=minibatch_size)
+    for probe in net.all_probes:
+        for item in ours[probe]:
+            assert_allclose(item, ref[probe])
+
+
+def test_data_shapes_and_trange():
+    net = node_net()
+    with nengo_jax.Simulator(net, minibatch_size=3, progress_bar=False) as sim:
+        sim.run(0.01)
+        assert sim.data[net.p_double].shape == (3, 10, 2)
+        assert sim.data[net.p_stim].shape == (3, 3, 2)
+        assert np.allclose(sim.trange(), np.arange(1, 11) * 0.001)
+        assert np.allclose(sim.trange(sample_every=0.003), [0.003, 0.006, 0.009])
+        assert sim.n_steps == 10 and np.isclose(sim.time, 0.01)
+    with nengo_jax.Simulator(net, progress_bar=False) as sim:
+        sim.run_steps(5)
+        assert sim.data[net.p_double].shape == (5, 2)
+
+
+def test_run_time_data_replaces_outputs():
+    net = node_net()
+    stim = np.random.RandomState(0).uniform(-1, 1, size=(2, 7, 2))
+    const = np.ones((2, 7, 2))
+    with nengo_jax.Simulator(net, minibatch_size=2, progress_bar=False) as sim:
+        sim.run_steps(7, data={net.stim: stim, "const": const})
+        expected = stim + const @ np.array([[1, 2], [3, 4]]).T
+        assert_allclose(sim.data[net.p_sum], expected)
+        # without data, the Nodes' own outputs come back
+        sim.run_steps(3)
+        assert_allclose(sim.data[net.p_sum][1, 7:], sim.data[net.p_sum][0, 7:])
+        assert not np.allclose(sim.data[net.p_sum][:, 7:], expected[:, :3])
+
+
+@pytest.mark.parametrize(
+    "key, value, match",
+    [
+        ("stim", np.zeros((5, 2)), r"must have shape \(minibatch_size=2.*x\[None\]"),
+        ("stim", np.zeros((2, 4, 2)), r"got \(2, 4, 2\).*number of steps"),
+        ("stim", np.zeros((3, 5, 2)), r"got \(3, 5, 2\)"),
+        ("stim", np.zeros((2, 5, 1)), r"size_out=2"),
+        ("nothing", np.zeros((2, 5, 2)), "label"),
+        ("double", np.zeros((2, 5, 2)), "has inputs"),
+        (nengo.Node(0, add_to_container=False), np.zeros((2, 5, 1)), "not part of"),
+    ],
+)
+def test_bad_data_is_refused_and_nothing_changes(key, value, match):
+    net = node_net()
+    key = getattr(net, key) if key == "double" else key
+    with nengo_jax.Simulator(net, minibatch_size=2, progress_bar=False) as sim:
+        sim.run_steps(3)
+        before = sim.data[net.p_sum].copy()
+        with pytest.raises(ValidationError, match=match):
+            sim.run_steps(5, data={key: value})
+        assert sim.n_steps == 3
+        assert np.array_equal(sim.data[net.p_sum], before)
+        sim.run_steps(2)  # still usable
+        assert sim.data[net.p_sum].shape == (2, 5, 2)
+
+
+def test_failing_node_function_keeps_state():
+    calls = []
+
+    def fail_late(t, x):
+        calls.append(t)
+        if t > 0.0045:
+            raise RuntimeError("boom")
+        return x
+
+    with nengo.Network() as net:
+        stim = nengo.Node(lambda t: t)
+        node = nengo.Node(fail_late, size_in=1)
+        nengo.Connection(stim, node, synapse=None)
+        probe = nengo.Probe(node)
+    with nengo_jax.Simulator(net, progress_bar=False) as sim:
+        sim.run_steps(3)
+        with pytest.raises(SimulationError, match="boom") as info:
+            sim.run_steps(3)
+        assert isinstance(info.value.__cause__, RuntimeError)
+        assert sim.n_steps == 3
+        assert_allclose(sim.data[probe].ravel(), [0.001, 0.002, 0.003])
+
+
+def test_bad_node_output_raises_simulation_error():
+    with nengo.Network() as net:
+        nengo.Node(lambda t: np.nan)
+    with nengo_jax.Simulator(net, progress_bar=False) as sim:
+        with pytest.raises(SimulationError, match="non-finite"):
+            sim.run_steps(2)
+
+
+def test_second_run_compiles_nothing():
+    net = node_net()
+    with nengo_jax.Simulator(net, progress_bar=False) as sim:
+        sim.run_steps(10)
+        compiled = sim.compile_count
+        sim.run_steps(10)
+        sim.reset()
+        sim.run_steps(10)
+        assert sim.compile_count == compiled
+        sim.run_steps(7)
+        assert sim.compile_count == compiled + 1
+
+
+def test_reset_and_soft_reset():
+    net = node_net()
+    with nengo_jax.Simulator(net, progress_bar=False) as sim:
+        sim.run_steps(5)
+        first = sim.data[net.p_double].copy()
+        sim.soft_reset()
+        assert sim.n_steps == 0
+        assert sim.data[net.p_double].shape == (5, 2)  # probe data kept
+        sim.reset()
+        assert sim.data[net.p_double].shape == (0, 2)
+        sim.run_steps(5)
+        assert_allclose(sim.data[net.p_double], first)
+
+
+def test_closed_simulator():
+    net = node_net()
+    sim = nengo_jax.Simulator(net, progress_bar=False)
+    sim.run_steps(2)
+    sim.close()
+    assert sim.data[net.p_sum].shape == (2, 2)  # data outlives the simulator
+    for call in (lambda: sim.run(0.01), sim.step, sim.reset, sim.soft_reset):
+        with pytest.raises(SimulatorClosed):
+            call()
+    with pytest.raises(SimulatorClosed):
+        with sim:
+            pass
+
+
+def test_readonly_and_seed():
+    net = node_net()
+    with nengo_jax.Simulator(net, progress_bar=False) as sim:
+        with pytest.raises(ReadonlyError):
+            sim.dt = 0.1
+        assert sim.seed == net.seed + 1
+    with nengo_jax.Simulator(net, seed=5, dt=0.002, progress_bar=False) as sim:
+        assert sim.seed == 5 and sim.dt == 0.002
+
+
+@pytest.mark.parametrize(
+    "kwargs, attr",
+    [({"minibatch_size": 0}, "minibatch_size"), ({"unroll_simulation": 0}, "unroll")],
+)
+def test_bad_arguments(kwargs, attr):
+    with pytest.raises(ValidationError, match=attr):
+        nengo_jax.Simulator(node_net(), progress_bar=False, **kwargs)
+
+
+def test_step_and_unroll():
+    net = node_net()
+    with nengo_jax.Simulator(net, unroll_simulation=4, progress_bar=False) as sim:
+        for _ in range(6):
+            sim.step()
+        sim.run_steps(6)
+        ref, _ = run_both(net, 12)
+        assert_allclose(sim.data[net.p_double], ref[net.p_double])
+
+
+def test_progress_bar_and_zero_time():
+    net = node_net()
+    with nengo_jax.Simulator(
+        net, progress_bar=nengo.utils.progress.NoProgressBar()
+    ) as sim:
+        with pytest.warns(UserWarning, match="0 timesteps"):
+            sim.run(0.0001)
+        with pytest.raises(ValidationError, match="positive"):
+            sim.run(-1)
+
+
+def test_cpu_device():
+    with nengo_jax.Simulator(node_net(), device="cpu", progress_bar=False) as sim:
+        sim.run_steps(2)
+    with pytest.raises(ValidationError, match="No JAX device"):
+        nengo_jax.Simulator(node_net(), device="nosuchdevice", progress_bar=False)
+
+
+def test_entry_point():
+    points = importlib.metadata.entry_points(group="nengo.backends")
+    assert any(p.load() is nengo_jax.Simulator for p in points)
