@@ -47,11 +47,7 @@ def run_both(net, n_steps, minibatch_size=None, seed=0, dt=0.001, data=None):
 
 
 def make_test_sim(request):
-    """The Simulator factory for Nengo's test suite (``nengo_simloader``)."""
+    """The Simulator for Nengo's test suite (``nengo_simloader``)."""
     from nengo_jax import Simulator
 
-    def TestSimulator(net, *args, **kwargs):
-        kwargs.setdefault("progress_bar", False)
-        return Simulator(net, *args, **kwargs)
-
-    return TestSimulator
+    return Simulator

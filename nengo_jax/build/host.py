@@ -49,8 +49,10 @@ class FunctionStream(HostStream):
 
     def compute(self, steps, dt):
         out = np.empty((len(steps),) + (self.shape or (0,)), dtype=self.dtype)
-        for i, step in enumerate(steps):
-            args = (float(step * dt),) if self.t_passed else ()
+        # the same float rounding as the time signal inside the loop
+        times = steps.astype(self.dtype) * self.dtype.type(dt)
+        for i, t in enumerate(times):
+            args = (float(t),) if self.t_passed else ()
             y = call_node_function(self.fn, args, self.label)
             if self.shape is not None:
                 out[i] = check_node_output(y, self.fn, self.shape)

@@ -77,7 +77,7 @@ def float_like(dtype: np.dtype, float_dtype: np.dtype) -> np.dtype:
     if dtype.kind == "f":
         return np.dtype(float_dtype)
     if dtype.kind in "iu":
-        return np.dtype(np.int32)
+        return np.dtype(np.int64 if np.dtype(float_dtype).itemsize > 4 else np.int32)
     return dtype
 
 

@@ -60,7 +60,7 @@ class SimPyFuncBuilder(OpBuilder):
             for b in range(x.shape[0]):
                 args = (x[b].copy(),)
                 if t is not None:
-                    args = (float(np.round(t[b] / self.ctx.dt) * self.ctx.dt),) + args
+                    args = (float(t[b]),) + args
                 y = call_node_function(op.fn, args, self.label)
                 if op.output is not None:
                     outputs.append(check_node_output(y, op.fn, op.output.shape))

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 import numpy as np
 from nengo import Node
-from nengo.exceptions import ValidationError
+from nengo.exceptions import SimulatorClosed, ValidationError
 
 
 def find_node(model, key):
@@ -115,3 +115,42 @@ class SimulationData(Mapping):
     def reset(self):
         """Forget cached probe arrays."""
         self._cache.clear()
+
+
+class SignalValues(Mapping):
+    """``sim.signals``: the current value of each signal, as a read-only array.
+
+    Batched state has a leading minibatch axis when the Simulator was given a
+    ``minibatch_size``. Iterates over the base signals.
+    """
+
+    def __init__(self, sim):
+        self._sim = sim
+
+    def __getitem__(self, sig):
+        sim = self._sim
+        if sim.closed:
+            raise SimulatorClosed("Cannot read signals of a closed simulator")
+        layout = sim._layout
+        key = layout.key(sig)
+        batched = key in sim._state
+        value = np.asarray(sim._state[key] if batched else sim._params[key])
+        if not sig.sparse:
+            lead = value.shape[:1] if batched else ()
+            view = layout.view(sig)
+            flat = value.reshape(lead + (-1,))
+            if view.index is not None:
+                value = flat[..., view.index]
+            else:
+                value = flat[..., view.start : view.stop].reshape(lead + view.shape)
+            if batched and not sim._batch_given:
+                value = value[0]
+        value = value.copy()
+        value.setflags(write=False)
+        return value
+
+    def __iter__(self):
+        return iter(self._sim._layout.keys)
+
+    def __len__(self):
+        return len(self._sim._layout.keys)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import warnings
 
@@ -23,7 +24,8 @@ import nengo_jax.ops  # noqa: F401  (registers the operator builders)
 from nengo_jax.build.layout import Layout
 from nengo_jax.build.program import RNG_KEY, Program, new_rng_state
 from nengo_jax.build.registry import BuildContext, builder_for
-from nengo_jax.simulator.data import SimulationData, check_node_data
+from nengo_jax.config import Settings
+from nengo_jax.simulator.data import SignalValues, SimulationData, check_node_data
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +94,7 @@ class Simulator:
         self.minibatch_size = 1 if minibatch_size is None else int(minibatch_size)
         self.device = _find_device(device)
 
+        self.settings = Settings.from_network(network)
         if model is None:
             model = Model(
                 dt=float(dt),
@@ -102,7 +105,8 @@ class Simulator:
         with ProgressTracker(progress_bar, Progress("Building", "Build")) as pt:
             if network is not None:
                 self.model.build(network, progress=pt.next_stage("Building", "Build"))
-            self._build()
+            with self._jax_scope():
+                self._build()
 
         if seed is None:
             if network is not None and network.seed is not None:
@@ -126,7 +130,7 @@ class Simulator:
             model,
             self._ops,
             [model.step, model.time] + [sig for _, sig in probe_sigs],
-            dtype="float32",
+            dtype=self.settings.dtype,
         )
         ctx = BuildContext(
             model=model,
@@ -134,6 +138,7 @@ class Simulator:
             dt=model.dt,
             minibatch_size=self.minibatch_size,
             dtype=self._layout.dtype,
+            precision=self.settings.matmul_precision,
         )
         builders = [builder_for(op)([op], ctx) for op in self._ops]
         self._probe_keys = {
@@ -180,6 +185,11 @@ class Simulator:
         return list(self._ops)
 
     @property
+    def signals(self):
+        """(SignalValues) Current values of the model's signals, read-only NumPy."""
+        return SignalValues(self)
+
+    @property
     def compile_count(self):
         """(int) How many times the simulation program has been compiled."""
         return self._program.trace_count
@@ -188,7 +198,7 @@ class Simulator:
 
     def __enter__(self):
         if self.closed:
-            raise SimulatorClosed("Cannot re-open after the Simulator is closed")
+            raise SimulatorClosed("Cannot re-open after the simulator is closed")
         return self
 
     def __exit__(self, exc_type, exc_value, traceback):
@@ -200,7 +210,8 @@ class Simulator:
                 f"Simulator with model={self.model} was deallocated while open. "
                 "Close simulators (or use them in a `with` block) to free their "
                 "resources.",
-                ResourceWarning, stacklevel=2,
+                ResourceWarning,
+                stacklevel=2,
             )
 
     def close(self):
@@ -254,7 +265,14 @@ class Simulator:
         self.data.reset()
 
     def _to_device(self, tree):
-        return jax.device_put(tree, self.device)
+        with self._jax_scope():
+            return jax.device_put(tree, self.device)
+
+    def _jax_scope(self):
+        """JAX's 64-bit mode, scoped to this simulator, when dtype is float64."""
+        if self.settings.dtype == "float64":
+            return jax.enable_x64(True)
+        return contextlib.nullcontext()
 
     # -- running ------------------------------------------------------------------
 
@@ -279,7 +297,8 @@ class Simulator:
         if steps == 0:
             warnings.warn(
                 f"{time_in_seconds} results in running for 0 timesteps. Simulator "
-                f"still at time {self.time}.", stacklevel=2
+                f"still at time {self.time}.",
+                stacklevel=2,
             )
             return
         self.run_steps(steps, data=data, progress_bar=progress_bar)
@@ -335,10 +354,11 @@ class Simulator:
         for key, x in fed.items():
             xs["data:" + key] = np.swapaxes(x, 0, 1).astype(layout.dtype)
         try:
-            state, outputs = program.run(
-                self._params, self._state, xs, n_steps=n_steps, fed=fed_keys
-            )
-            outputs = jax.device_get(outputs)
+            with self._jax_scope():
+                state, outputs = program.run(
+                    self._params, self._state, xs, n_steps=n_steps, fed=fed_keys
+                )
+                outputs = jax.device_get(outputs)
         except Exception:
             original = _callback_error(program)
             if original is None:

@@ -1,0 +1,201 @@
+"""Builder for `nengo.builder.processes.SimProcess`: synapses, noise and signals.
+
+A process is computed in one of three places:
+
+- synapses (every `nengo.LinearFilter`, `nengo.Triangle`) in JAX, inside the
+  time loop (`nengo_jax.ops.synapses`);
+- processes without input (noise, `nengo.processes.WhiteSignal`,
+  `nengo.processes.Piecewise`, user processes...) on the host before each run,
+  with Nengo's own step functions (a `.ProcessStream`);
+- other processes with input on the host inside the loop, through an ordered
+  host callback, with a warning since this is slow.
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+from jax.experimental import io_callback
+from nengo.builder.processes import SimProcess
+
+from nengo_jax.build.host import ProcessStream, item_seeds, process_seed
+from nengo_jax.build.registry import OpBuilder, register
+from nengo_jax.ops.synapses import is_native, synapse_step
+
+
+class StreamedProcess:
+    """A process without input, computed on the host before each run."""
+
+    def __init__(self, op, ctx):
+        self.stream = ProcessStream(op.process, op.output.shape, ctx.dtype, ctx.dt)
+        self.host_streams = (self.stream,)
+
+    def reset(self, seed, minibatch_size):
+        self.stream.reset(seed, minibatch_size)
+
+    def __call__(self, env, u):
+        return env.stream(self.stream)
+
+
+class NativeProcess:
+    """A synapse computed in JAX; it draws no random numbers."""
+
+    host_streams = ()
+
+    def __init__(self, op, ctx):
+        self.step = synapse_step(op, ctx.dt, ctx.dtype, ctx.precision)
+
+    def reset(self, seed, minibatch_size):
+        pass
+
+    def __call__(self, env, u):
+        return self.step(env, u)
+
+
+class HostProcess:
+    """A process with input run by Nengo's own step function on the host.
+
+    One step function per batch item, each with its own seed (item 0 gets
+    Nengo's). The process state stays in the operator's state signals: it is
+    copied into the step function's arrays before each call and back out after,
+    so resets and failed runs leave it as the JAX state says.
+    """
+
+    host_streams = ()
+
+    def __init__(self, op, ctx):
+        self.op = op
+        self.ctx = ctx
+        self.names = sorted(op.state)
+        self.steps = []
+        self.arrays = []
+        self.error = None
+        ctx.warn_once(
+            ("SimProcess host", type(op.process)),
+            f"{op.process} runs on the host: nengo_jax has no JAX implementation "
+            f"of {type(op.process).__name__} with an input, so Nengo's step "
+            "function is called through a host callback every timestep, which "
+            "is slow",
+        )
+
+    def reset(self, seed, minibatch_size):
+        op, dt = self.op, self.ctx.dt
+        shape_in = op.input.shape
+        self.steps, self.arrays = [], []
+        for item_seed in item_seeds(seed, minibatch_size):
+            arrays = {
+                name: np.array(op.state[name].initial_value, copy=True)
+                for name in self.names
+            }
+            self.arrays.append(arrays)
+            self.steps.append(
+                op.process.make_step(
+                    shape_in,
+                    op.output.shape,
+                    dt,
+                    np.random.RandomState(item_seed),
+                    arrays,
+                )
+            )
+
+    def __call__(self, env, u):
+        op = self.op
+        t = env.read_batched(op.t)
+        states = [env.read_batched(op.state[name]) for name in self.names]
+        result = (
+            jax.ShapeDtypeStruct(u.shape[:1] + op.output.shape, self.ctx.dtype),
+        ) + tuple(jax.ShapeDtypeStruct(s.shape, s.dtype) for s in states)
+        y, *states = io_callback(self._call, result, t, u, *states, ordered=True)
+        for name, value in zip(self.names, states, strict=True):
+            env.write(op.state[name], value)
+        return y
+
+    def _call(self, t, u, *states):
+        op, dt = self.op, self.ctx.dt
+        t, u = np.asarray(t), np.asarray(u, dtype=np.float64)
+        outputs = []
+        new_states = [np.empty(s.shape, s.dtype) for s in states]
+        try:
+            for b, step_f in enumerate(self.steps):
+                arrays = self.arrays[b]
+                for name, value in zip(self.names, states, strict=True):
+                    arrays[name][...] = value[b]
+                # Nengo's time signal is exactly ``step * dt``; ours is float32.
+                t_b = float(np.round(t[b] / dt) * dt)
+                y = step_f(t_b, u[b].copy())
+                outputs.append(
+                    np.broadcast_to(np.asarray(y, np.float64), op.output.shape)
+                )
+                for new, name in zip(new_states, self.names, strict=True):
+                    new[b] = arrays[name]
+        except Exception as e:
+            self.error = e
+            raise
+        return (np.stack(outputs).astype(self.ctx.dtype),) + tuple(new_states)
+
+
+@register(SimProcess)
+class SimProcessBuilder(OpBuilder):
+    """Implements ``output[...] = step(t, input)`` (or ``+=`` in mode "inc").
+
+    ``step`` is the process's Nengo step function: synapses are computed in JAX,
+    processes without input are streamed from the host, and others call their
+    step function on the host each timestep.
+
+    At every reset, each operator draws its seed from the simulator's generator
+    exactly as `SimProcess.make_step` does (synapses too), so that seeds stay
+    aligned with `nengo.Simulator`.
+    """
+
+    def __init__(self, ops, ctx):
+        super().__init__(ops, ctx)
+        self.runners = [runner_for(op, ctx) for op in self.ops]
+        self.host_streams = tuple(s for r in self.runners for s in r.host_streams)
+
+    @property
+    def callback_error(self):
+        """The exception a host step function raised in the last run, if any."""
+        for runner in self.runners:
+            if getattr(runner, "error", None) is not None:
+                return runner.error
+        return None
+
+    @callback_error.setter
+    def callback_error(self, value):
+        for runner in self.runners:
+            if hasattr(runner, "error"):
+                runner.error = value
+
+    @classmethod
+    def mergeable(cls, a, b) -> bool:
+        return (
+            a.input is not None
+            and b.input is not None
+            and is_native(a.process)
+            and is_native(b.process)
+        )
+
+    def fed_output(self):
+        (op,) = self.ops if len(self.ops) == 1 else (None,)
+        if op is not None and op.input is None and op.mode == "set":
+            return op.output
+        return None
+
+    def reset_host(self, rng, minibatch_size):
+        for op, runner in zip(self.ops, self.runners, strict=True):
+            runner.reset(process_seed(op.process, rng), minibatch_size)
+
+    def step(self, env):
+        for op, runner in zip(self.ops, self.runners, strict=True):
+            u = None if op.input is None else env.read_batched(op.input)
+            y = runner(env, u)
+            env.write(op.output, y, inc=op.mode == "inc")
+
+
+def runner_for(op, ctx):
+    """How ``op``'s process is computed (see the module docstring)."""
+    if op.input is None:
+        return StreamedProcess(op, ctx)
+    if is_native(op.process):
+        return NativeProcess(op, ctx)
+    return HostProcess(op, ctx)
