@@ -1,0 +1,263 @@
+"""Builder for `SimNeurons`: neuron types map their input ``J`` to their output.
+
+Nengo's own types run natively with the maths in `nengo_jax.neurons`. Any other
+type (a user's `NeuronType` subclass, or a subclass that overrides ``step``)
+runs its NumPy ``step`` on the host through an ordered callback, once per batch
+item and timestep.
+"""
+
+from __future__ import annotations
+
+import copy
+import zlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.experimental import io_callback
+from nengo.builder.neurons import SimNeurons
+from nengo.exceptions import BuildError, SimulationError
+from nengo.neurons import Direct
+from nengo.utils.numpy import maxint
+
+from nengo_jax.build.host import HostStream, item_seeds
+from nengo_jax.build.registry import OpBuilder, register
+from nengo_jax.neurons import maths_for, params_of
+
+
+def item_rngs(rng: np.random.RandomState, minibatch_size: int) -> list:
+    """One generator per batch item: item 0 continues a copy of ``rng`` (Nengo's
+    draws), the others are independent generators derived from it."""
+    salt = copy.deepcopy(rng).randint(maxint)
+    seeds = item_seeds(salt, minibatch_size)
+    return [copy.deepcopy(rng)] + [np.random.RandomState(s) for s in seeds[1:]]
+
+
+def rng_salt(rng: np.random.RandomState) -> int:
+    """A deterministic 32-bit salt from ``rng``'s state (without drawing from it)."""
+    return zlib.crc32(np.ascontiguousarray(rng.get_state()[1]).tobytes())
+
+
+class UniformStream(HostStream):
+    """Nengo's ``rng.random_sample(n)`` of each step, for each batch item.
+
+    Parameters
+    ----------
+    rng : np.random.RandomState
+        The generator Nengo's step draws from; only a private copy is used, so
+        batch item 0 gets exactly Nengo's draws (restarted at every reset).
+    n : int
+        Number of neurons.
+    dtype : np.dtype
+        Stored dtype.
+    """
+
+    batched = True
+
+    def __init__(self, rng, n, dtype):
+        super().__init__((n,), dtype)
+        self.initial = copy.deepcopy(rng)
+        self.rngs = []
+        self.next_step = 1
+
+    def reset(self, minibatch_size: int) -> None:
+        self.rngs = item_rngs(self.initial, minibatch_size)
+        self.next_step = 1
+
+    def compute(self, steps, dt):
+        n_steps, n = len(steps), self.shape[0]
+        if n_steps > 0 and steps[0] != self.next_step:
+            # A failed run consumed draws it never used: replay up to ``steps[0]``.
+            self.reset(len(self.rngs))
+            for rng in self.rngs:
+                rng.random_sample((int(steps[0]) - 1, n))
+        # random_sample((k, n)) draws the same doubles as k calls of size n.
+        out = np.stack([rng.random_sample((n_steps, n)) for rng in self.rngs], axis=1)
+        self.next_step = int(steps[-1]) + 1 if n_steps > 0 else self.next_step
+        return out
+
+
+@register(SimNeurons)
+class SimNeuronsBuilder(OpBuilder):
+    """Implements ``output[...], state[...] = neurons.step(dt, J, **state)``.
+
+    Operators of one native neuron type are computed together: their inputs,
+    states and per-neuron parameters are concatenated along the neuron axis.
+    A type without a JAX version runs Nengo's NumPy ``step`` on the host.
+    """
+
+    callback_error = None
+
+    def __init__(self, ops, ctx):
+        super().__init__(ops, ctx)
+        for op in self.ops:
+            if isinstance(op.neurons, Direct):
+                raise BuildError(
+                    f"{op}: Direct neurons have no neuron dynamics to simulate; "
+                    "Nengo builds Direct ensembles as Python functions, not SimNeurons"
+                )
+        self.maths = maths_for(self.ops[0].neurons)
+        if self.maths is None:
+            self._prepare_host()
+        else:
+            self._prepare_native()
+
+    @classmethod
+    def mergeable(cls, a, b):
+        maths = maths_for(a.neurons)
+        return (
+            maths is not None
+            and maths_for(b.neurons) is maths
+            and all(
+                getattr(a.neurons, s) == getattr(b.neurons, s) for s in maths.static
+            )
+        )
+
+    def reset_host(self, rng, minibatch_size):
+        # Nengo's SimNeurons draws nothing from the simulator's rng; only the
+        # neuron type's own RandomState (from the ensemble seed) is restarted.
+        for stream in self.host_streams:
+            stream.reset(minibatch_size)
+        if self.maths is None:
+            # Each batch item gets its own copy of the type's RandomStates.
+            per_name = {
+                name: item_rngs(extra, minibatch_size)
+                for name, extra in self.op.state_extra.items()
+            }
+            self.extras = [
+                {name: rngs[b] for name, rngs in per_name.items()}
+                for b in range(minibatch_size)
+            ]
+
+    def step(self, env):
+        if self.maths is None:
+            self._step_host(env)
+        else:
+            self._step_native(env)
+
+    # -- native ---------------------------------------------------------------------
+
+    def _prepare_native(self):
+        maths, dtype = self.maths, self.ctx.dtype
+        self.sizes = [op.J.size for op in self.ops]
+        for op in self.ops:
+            if op.J.shape != op.output.shape or set(op.state) != set(maths.state):
+                raise BuildError(
+                    f"{op}: expected input and output of equal shape and state "
+                    f"{sorted(maths.state)}; got J {op.J.shape}, output "
+                    f"{op.output.shape} and state {sorted(op.state)}"
+                )
+        per_op = [params_of(op.neurons, maths) for op in self.ops]
+        self.params = {}
+        for name in maths.params + maths.static:
+            values = [p[name] for p in per_op]
+            if all(v == values[0] for v in values):
+                self.params[name] = values[0]
+            elif name in maths.static:
+                raise BuildError(
+                    f"Neuron types {[op.neurons for op in self.ops]} cannot be "
+                    f"computed together: expected equal {name!r}, got {values}"
+                )
+            else:
+                # float64 like the Python floats of a single op, so that constants
+                # such as ``amplitude / dt`` round alike whether merged or not.
+                self.params[name] = np.concatenate(
+                    [
+                        np.full(n, v, np.float64)
+                        for n, v in zip(self.sizes, values, strict=True)
+                    ]
+                )
+        if maths.noise == "uniform":
+            self.host_streams = tuple(
+                UniformStream(op.state_extra["rng"], op.J.size, dtype)
+                for op in self.ops
+            )
+        elif maths.noise == "key":
+            self.salt = rng_salt(self.ops[0].state_extra["rng"])
+
+    def _concat(self, env, sigs):
+        B = env.minibatch_size
+        parts = [env.read_batched(sig).reshape(B, -1) for sig in sigs]
+        return parts[0] if len(parts) == 1 else jnp.concatenate(parts, axis=1)
+
+    def _split(self, env, sigs, value):
+        bounds = np.cumsum(self.sizes)[:-1]
+        for sig, part in zip(sigs, jnp.split(value, bounds, axis=1), strict=True):
+            env.write(sig, part.reshape((-1,) + sig.shape))
+
+    def _step_native(self, env):
+        maths = self.maths
+        J = self._concat(env, [op.J for op in self.ops])
+        state = {
+            name: self._concat(env, [op.state[name] for op in self.ops])
+            for name in maths.state
+        }
+        noise = None
+        if maths.noise == "uniform":
+            noise = jnp.concatenate([env.stream(s) for s in self.host_streams], axis=1)
+        elif maths.noise == "key":
+            noise = env.rng_key(self.salt)
+        output, state = maths.step(env.dt, J, state, self.params, noise)
+        self._split(env, [op.output for op in self.ops], output)
+        for name in maths.state:
+            self._split(env, [op.state[name] for op in self.ops], state[name])
+
+    # -- host fallback ----------------------------------------------------------------
+
+    def _prepare_host(self):
+        if len(self.ops) != 1:
+            raise BuildError(
+                f"Neuron type {self.ops[0].neurons} runs on the host and cannot be "
+                f"merged; got {len(self.ops)} operators"
+            )
+        (self.op,) = self.ops
+        neurons = self.op.neurons
+        self.names = tuple(self.op.state)
+        self.ctx.warn_once(
+            ("SimNeurons host fallback", type(neurons)),
+            f"Neuron type {type(neurons).__name__} has no JAX implementation in "
+            "nengo_jax; its NumPy `step` runs on the host, once per batch item and "
+            "timestep (slow).",
+        )
+        self.extras = []
+
+    def _step_host(self, env):
+        op = self.op
+        J = env.read_batched(op.J)
+        state = [env.read_batched(op.state[name]) for name in self.names]
+        B = env.minibatch_size
+        result = (jax.ShapeDtypeStruct((B,) + op.output.shape, J.dtype),) + tuple(
+            jax.ShapeDtypeStruct(s.shape, s.dtype) for s in state
+        )
+        output, *state = io_callback(self._call, result, J, *state, ordered=True)
+        env.write(op.output, output)
+        for name, value in zip(self.names, state, strict=True):
+            env.write(op.state[name], value)
+
+    def _call(self, J, *state):
+        op = self.op
+        J = np.asarray(J)
+        state = [np.array(s) for s in state]
+        output = np.zeros(J.shape[:1] + op.output.shape, dtype=np.float64)
+        try:
+            for b in range(J.shape[0]):
+                item = {
+                    name: s[b].astype(np.float64) if s.dtype.kind == "f" else s[b]
+                    for name, s in zip(self.names, state, strict=True)
+                }
+                op.neurons.step(
+                    self.ctx.dt,
+                    J[b].astype(np.float64),
+                    output[b],
+                    **item,
+                    **self.extras[b],
+                )
+                for name, s in zip(self.names, state, strict=True):
+                    s[b] = item[name]
+        except Exception as e:
+            self.callback_error = SimulationError(
+                f"{op}: step of neuron type {op.neurons} raised {type(e).__name__}: {e}"
+            )
+            self.callback_error.__cause__ = e
+            raise
+        return (output.astype(J.dtype),) + tuple(state)
