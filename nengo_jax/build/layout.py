@@ -8,11 +8,14 @@ static slice of its flattened base or a static gather, computed once here.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
 from nengo.builder.signal import Signal
-from nengo.utils.numpy import is_spmatrix
+from nengo.transforms import SparseMatrix
+
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 
 
 @dataclass(frozen=True)
@@ -27,11 +30,14 @@ class View:
     index: np.ndarray | None  # flat gather indices, shape ``shape``
 
 
-def sparse_data(initial_value):
-    """The nonzero values of a sparse signal, in the order its builder expects."""
-    if is_spmatrix(initial_value):
-        return np.asarray(initial_value.tocsr().data)
-    return np.asarray(initial_value.data)
+def sparse_coords(initial_value):
+    """``(data, rows, cols)`` of a sparse signal's value (scipy or Nengo format)."""
+    if isinstance(initial_value, SparseMatrix):
+        indices = np.asarray(initial_value.indices)
+        return np.asarray(initial_value.data), indices[:, 0], indices[:, 1]
+    csr = initial_value.tocsr()
+    rows = np.repeat(np.arange(csr.shape[0]), np.diff(csr.indptr))
+    return np.asarray(csr.data), rows, np.asarray(csr.indices)
 
 
 def flat_index(sig: Signal) -> np.ndarray:
@@ -107,14 +113,19 @@ class Layout:
         for sig in extra_signals:
             bases.setdefault(sig.base, None)
 
+        # Keys depend only on the network's structure (build order and labels),
+        # never on object ids, so a rebuilt or unpickled model gets the same keys.
         names = {}
-        for obj, sigs in model.sig.items():
+        for i, (obj, sigs) in enumerate(model.sig.items()):
+            label = getattr(obj, "label", None)
+            prefix = f"{type(obj).__name__}{i}" + (f"[{label}]" if label else "")
             for attr, sig in sigs.items():
                 if isinstance(sig, Signal) and sig.base in bases:
-                    names.setdefault(sig.base, f"{obj}.{attr}")
+                    names.setdefault(sig.base, f"{prefix}.{attr}")
         self.keys, used = {}, set()
         for i, base in enumerate(bases):
-            name = names.get(base, base.name) or f"signal{i}"
+            # unnamed signals are named after their id by Nengo: use the index
+            name = names.get(base) or _ADDRESS.sub("", base._name or f"signal{i}")
             key = name if name not in used else f"{name}#{i}"
             used.add(key)
             self.keys[base] = key
@@ -146,7 +157,7 @@ class Layout:
     def initial(self, base: Signal) -> np.ndarray:
         """The initial value of ``base`` in its stored dtype (sparse: the data)."""
         if base.sparse:
-            value = sparse_data(base.initial_value)
+            value = sparse_coords(base.initial_value)[0]
         else:
             value = np.asarray(base.initial_value)
         return value.astype(float_like(value.dtype, self.dtype))

@@ -4,8 +4,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from nengo.builder.operator import BsrDotInc, DotInc, SparseDotInc
-from nengo.utils.numpy import is_spmatrix
 
+from nengo_jax.build.layout import sparse_coords
 from nengo_jax.build.registry import OpBuilder, register
 
 
@@ -45,14 +45,8 @@ class SparseDotIncBuilder(OpBuilder):
         super().__init__(ops, ctx)
         self.coords = []
         for op in self.ops:
-            A = op.A.initial_value
-            if is_spmatrix(A):
-                A = A.tocsr()
-                rows = np.repeat(np.arange(A.shape[0]), np.diff(A.indptr))
-                cols = A.indices
-            else:  # nengo.transforms.SparseMatrix
-                rows, cols = A.indices[:, 0], A.indices[:, 1]
-            self.coords.append((np.asarray(rows), np.asarray(cols), A.shape[0]))
+            _, rows, cols = sparse_coords(op.A.initial_value)
+            self.coords.append((rows, cols, op.A.shape[0]))
 
     def step(self, env):
         for op, (rows, cols, n_rows) in zip(self.ops, self.coords, strict=False):

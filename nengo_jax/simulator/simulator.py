@@ -60,7 +60,8 @@ class Simulator:
     progress_bar : bool or nengo.utils.progress.ProgressBar
         Progress bar for the build and the runs.
     optimize : bool
-        Accepted for compatibility with `nengo.Simulator`; unused.
+        Accepted for compatibility with `nengo.Simulator` (operator merging is
+        controlled by ``configure_settings(planner=...)``).
     """
 
     def __init__(
@@ -94,7 +95,7 @@ class Simulator:
         self.minibatch_size = 1 if minibatch_size is None else int(minibatch_size)
         self.device = _find_device(device)
 
-        self.settings = Settings.from_network(network)
+        self.optimize = optimize
         if model is None:
             model = Model(
                 dt=float(dt),
@@ -102,6 +103,9 @@ class Simulator:
                 decoder_cache=get_default_decoder_cache(),
             )
         self.model = model
+        self.settings = Settings.from_network(
+            network if network is not None else model.toplevel
+        )
         with ProgressTracker(progress_bar, Progress("Building", "Build")) as pt:
             if network is not None:
                 self.model.build(network, progress=pt.next_stage("Building", "Build"))
@@ -213,6 +217,46 @@ class Simulator:
                 ResourceWarning,
                 stacklevel=2,
             )
+
+    def __getstate__(self):
+        return {
+            "model": self.model,
+            "dt": self.dt,
+            "seed": self.seed,
+            "progress_bar": self.progress_bar,
+            "optimize": self.optimize,
+            "minibatch_size": self.minibatch_size if self._batch_given else None,
+            "unroll_simulation": self.unroll_simulation,
+            "closed": self.closed,
+            "n_steps": self._n_steps,
+            "params": None if self.closed else jax.device_get(self._params),
+            "state": None if self.closed else jax.device_get(self._state),
+            "probes": self._probe_chunks,
+        }
+
+    def __setstate__(self, state):
+        """Rebuild from the model; state, parameters and probe data carry over.
+
+        As in Nengo, host-side process state (e.g. a filtered noise's filter)
+        restarts.
+        """
+        self.__init__(
+            None,
+            model=state["model"],
+            dt=state["dt"],
+            seed=state["seed"],
+            progress_bar=state["progress_bar"],
+            optimize=state["optimize"],
+            minibatch_size=state["minibatch_size"],
+            unroll_simulation=state["unroll_simulation"],
+        )
+        self._probe_chunks = state["probes"]
+        if state["closed"]:
+            self.close()
+            return
+        self._params = self._to_device(state["params"])
+        self._state = self._to_device(state["state"])
+        self._n_steps = state["n_steps"]
 
     def close(self):
         """Close the simulator; later runs raise `SimulatorClosed`.
