@@ -1,0 +1,175 @@
+"""The Markdown report of `run.py`: machine facts, the network table, notes."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import shlex
+import sys
+from dataclasses import dataclass
+
+import jax
+import nengo
+import numpy as np
+
+import nengo_jax
+
+
+@dataclass
+class Row:
+    """One line of the network table; times in seconds, None where not measured."""
+
+    network: str
+    n_neurons: int
+    neuron_type: str
+    minibatch: int
+    simulator: str
+    build_s: float | None = None
+    first_s: float | None = None
+    steady_s: float | None = None  # per 1000 steps
+    speedup: float | None = None
+    derived: bool = False
+    error: str | None = None
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def header_lines(args: argparse.Namespace) -> list[str]:
+    command = shlex.join(getattr(sys, "orig_argv", [sys.executable] + sys.argv))
+    lines = [
+        f"# nengo-jax benchmarks, {datetime.date.today().isoformat()}",
+        "",
+        f"- Command: `{command}`",
+        f"- CPU: {cpu_model()}; {os.cpu_count()} cores "
+        f"({len(os.sched_getaffinity(0))} usable by this process)",
+        f"- Python {platform.python_version()}, nengo {nengo.__version__}, "
+        f"jax {jax.__version__}, jaxlib {jax.lib.__version__}, "
+        f"numpy {np.__version__}, nengo_jax {nengo_jax.__version__}",
+        f"- JAX backend: {jax.default_backend()} ({jax.devices()[0].device_kind})",
+        f"- Settings: {args.steps} steps per run, {args.repeats} timed repeats, "
+        f"scale {args.scale:g}, dt 0.001, seed {args.seed}",
+        "- Load average at start (1, 5, 15 min): "
+        + ", ".join(f"{x:.2f}" for x in os.getloadavg()),
+        f"- XLA_FLAGS: `{os.environ.get('XLA_FLAGS', '')}`",
+    ]
+    return lines
+
+
+NOTES = """\
+Notes:
+
+- *build s*: the Simulator constructor (Nengo's builder, plus nengo_jax's layout
+  and operator builders), with the decoder cache off for both simulators.
+- *first run s*: the first `run_steps(steps)`; for nengo_jax it includes tracing
+  and XLA compilation.
+- *steady s/1000 steps*: the median of the timed repeats after the first run,
+  per 1000 steps. Probes are recorded in every run.
+- `nengo.Simulator` has no minibatch: the *nengo xN* rows are N sequential runs,
+  i.e. N times the measured minibatch-1 steady time (not measured separately).
+- *speedup*: nengo steady time (times the minibatch size) over nengo_jax steady
+  time; above 1 means nengo_jax is faster.
+"""
+
+
+def fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+class Report:
+    """Collects rows, prints each as it arrives, and rewrites ``out`` each time."""
+
+    def __init__(self, header: list[str], out: str | None, args: argparse.Namespace):
+        self.header = header
+        self.out = out
+        self.step_calls = args.step_loop_calls
+        self.step_warmup = args.step_loop_warmup
+        self.rows: list[Row] = []
+        self.steps: list[dict] = []
+
+    def add(self, row: Row) -> None:
+        self.rows.append(row)
+        print(self._row_line(row), file=sys.stderr, flush=True)
+        self.write()
+
+    def add_step(self, entry: dict) -> None:
+        self.steps.append(entry)
+        print(self._step_line(entry), file=sys.stderr, flush=True)
+        self.write()
+
+    @staticmethod
+    def _row_line(r: Row) -> str:
+        if r.derived:
+            build, first = "-", "-"
+        else:
+            build, first = fmt(r.build_s, ".2f"), fmt(r.first_s, ".3f")
+        steady = fmt(r.steady_s, ".3f") + (" (derived)" if r.derived else "")
+        cells = [
+            r.network,
+            str(r.n_neurons),
+            r.neuron_type,
+            str(r.minibatch),
+            r.simulator,
+            build,
+            first,
+            steady if r.error is None else r.error,
+            fmt(r.speedup, ".2f"),
+        ]
+        return "| " + " | ".join(cells) + " |"
+
+    @staticmethod
+    def _step_line(e: dict) -> str:
+        cells = [
+            e["simulator"],
+            fmt(e.get("build_s"), ".2f"),
+            fmt(e.get("first_s"), ".3f"),
+            e["error"] if "error" in e else fmt(e.get("mean_ms"), ".3f"),
+            fmt(e.get("speedup"), ".2f"),
+        ]
+        return "| " + " | ".join(cells) + " |"
+
+    def markdown(self) -> str:
+        lines = list(self.header)
+        if self.rows:
+            lines += [
+                "",
+                "## Networks",
+                "",
+                "| network | neurons | neuron type | minibatch | simulator | build s "
+                "| first run s | steady s/1000 steps | speedup |",
+                "|---|---:|---|---:|---|---:|---:|---:|---:|",
+            ]
+            lines += [self._row_line(r) for r in self.rows]
+            lines += ["", NOTES.rstrip()]
+        if self.steps:
+            lines += [
+                "",
+                "## step() loop",
+                "",
+                "The seed tutorial network (WhiteSignal -> 20 LIF x^2 -> 20 LIF sin "
+                "-> Node, two probes with synapse 0.01), `sim.step()` called "
+                f"{self.step_calls} times in a Python loop after "
+                f"{self.step_warmup} warm-up calls; *first step s* includes "
+                "nengo_jax's compile.",
+                "",
+                "| simulator | build s | first step s | mean ms per step() | speedup |",
+                "|---|---:|---:|---:|---:|",
+            ]
+            lines += [self._step_line(e) for e in self.steps]
+        return "\n".join(lines) + "\n"
+
+    def write(self) -> None:
+        if self.out:
+            os.makedirs(os.path.dirname(os.path.abspath(self.out)), exist_ok=True)
+            with open(self.out, "w") as f:
+                f.write(self.markdown())

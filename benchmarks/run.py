@@ -1,0 +1,248 @@
+r"""Time named networks on `nengo.Simulator` and `nengo_jax.Simulator`.
+
+Both simulators run in this one process, one network at a time, and the script
+prints a Markdown table (and writes it to ``--out``) with the machine facts in
+its header. Examples::
+
+    .venv/bin/python benchmarks/run.py                        # the full suite
+    .venv/bin/python benchmarks/run.py --scale 0.1 --steps 200  # a quick try
+    .venv/bin/python benchmarks/run.py --networks --step-loop   # step() loop only
+    .venv/bin/python benchmarks/run.py --step-loop \
+        --out benchmarks/results/cpu-$(date +%F).md
+
+For every network, neuron type and minibatch size it records the build time
+(the Simulator constructor), the first run (which includes JAX's compile for
+nengo_jax), and the steady time per 1000 steps: the median of ``--repeats``
+further runs of ``--steps`` steps. `nengo.Simulator` has no minibatch; its
+minibatch-N time is N times its measured minibatch-1 time, i.e. N sequential
+runs, which is how nengo_jax's speedup at that size is computed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import statistics
+import sys
+import time
+import traceback
+
+import nengo
+from nengo.cache import NoDecoderCache
+from networks import NETWORKS, NEURON_TYPES, step_loop_network
+from report import Report, Row, header_lines
+
+import nengo_jax
+
+SIMULATORS = ("nengo", "nengo_jax")
+
+
+def make_simulator(simulator: str, net: nengo.Network, minibatch: int):
+    """Build ``net`` on ``simulator`` without the decoder cache.
+
+    The cache is off so that whichever simulator builds second does not get its
+    decoders for free.
+    """
+    model = nengo.builder.Model(dt=0.001, decoder_cache=NoDecoderCache())
+    if simulator == "nengo":
+        return nengo.Simulator(net, model=model, progress_bar=False)
+    return nengo_jax.Simulator(
+        net,
+        model=model,
+        minibatch_size=None if minibatch == 1 else minibatch,
+        progress_bar=False,
+    )
+
+
+def time_simulator(
+    simulator: str, net: nengo.Network, minibatch: int, steps: int, repeats: int
+) -> tuple[float, float, float]:
+    """Build, run once, then run ``repeats`` times.
+
+    Returns
+    -------
+    build_s, first_s, steady_s : float
+        Constructor seconds, first-run seconds and the median later run in
+        seconds per 1000 steps.
+    """
+    start = time.perf_counter()
+    sim = make_simulator(simulator, net, minibatch)
+    try:
+        build_s = time.perf_counter() - start
+        start = time.perf_counter()
+        sim.run_steps(steps, progress_bar=False)
+        first_s = time.perf_counter() - start
+        runs = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            sim.run_steps(steps, progress_bar=False)
+            runs.append(time.perf_counter() - start)
+    finally:
+        sim.close()
+    return build_s, first_s, statistics.median(runs) * 1000 / steps
+
+
+def short_error(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    message = lines[0] if lines else ""
+    message = message if len(message) <= 90 else message[:87] + "..."
+    return f"{type(e).__name__}: {message}".replace("|", "/")
+
+
+def measure(row: Row, net, steps: int, repeats: int) -> Row:
+    """Fill ``row``'s times (or its error) by timing ``net``."""
+    print(
+        f"timing {row.network} {row.neuron_type} minibatch {row.minibatch} "
+        f"on {row.simulator}...",
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        row.build_s, row.first_s, row.steady_s = time_simulator(
+            row.simulator, net, row.minibatch, steps, repeats
+        )
+    except Exception as e:  # a missing builder must not end the whole suite
+        traceback.print_exc()
+        row.error = short_error(e)
+    gc.collect()
+    return row
+
+
+def run_networks(args, report) -> None:
+    """Time every requested network, adding rows to ``report`` as they finish.
+
+    nengo runs once per network at minibatch 1; its row for a larger minibatch
+    is derived from that run (see `report.NOTES`).
+    """
+    for name in args.networks:
+        for neuron_name in args.neuron_types:
+            bench = NETWORKS[name](NEURON_TYPES[neuron_name](), args.scale, args.seed)
+            facts = dict(
+                network=name, n_neurons=bench.n_neurons, neuron_type=neuron_name
+            )
+            ref = None
+            if "nengo" in args.simulators:
+                ref = Row(**facts, minibatch=1, simulator="nengo")
+                report.add(measure(ref, bench.net, args.steps, args.repeats))
+            for minibatch in args.minibatch:
+                if ref is not None and minibatch > 1:
+                    report.add(sequential_runs(ref, minibatch))
+                if "nengo_jax" in args.simulators:
+                    row = Row(**facts, minibatch=minibatch, simulator="nengo_jax")
+                    measure(row, bench.net, args.steps, args.repeats)
+                    if ref is not None and None not in (ref.steady_s, row.steady_s):
+                        row.speedup = ref.steady_s * minibatch / row.steady_s
+                    report.add(row)
+
+
+def sequential_runs(ref: Row, minibatch: int) -> Row:
+    """The nengo row for ``minibatch`` sequential runs of the measured ``ref``."""
+    return Row(
+        network=ref.network,
+        n_neurons=ref.n_neurons,
+        neuron_type=ref.neuron_type,
+        minibatch=minibatch,
+        simulator=f"nengo x{minibatch}",
+        steady_s=None if ref.steady_s is None else ref.steady_s * minibatch,
+        derived=True,
+        error=ref.error,
+    )
+
+
+def run_step_loop(args, report) -> None:
+    """Time ``sim.step()`` in a Python loop on the tutorial network."""
+    net, _ = step_loop_network(args.seed)
+    ref_ms = None
+    for simulator in args.simulators:
+        entry = {"simulator": simulator}
+        try:
+            start = time.perf_counter()
+            sim = make_simulator(simulator, net, 1)
+            entry["build_s"] = time.perf_counter() - start
+            try:
+                start = time.perf_counter()
+                sim.step()
+                entry["first_s"] = time.perf_counter() - start
+                for _ in range(args.step_loop_warmup):
+                    sim.step()
+                start = time.perf_counter()
+                for _ in range(args.step_loop_calls):
+                    sim.step()
+                entry["mean_ms"] = (
+                    (time.perf_counter() - start) * 1000 / args.step_loop_calls
+                )
+            finally:
+                sim.close()
+        except Exception as e:
+            traceback.print_exc()
+            entry["error"] = short_error(e)
+        if simulator == "nengo":
+            ref_ms = entry.get("mean_ms")
+        elif ref_ms is not None and "mean_ms" in entry:
+            entry["speedup"] = ref_ms / entry["mean_ms"]
+        report.add_step(entry)
+        gc.collect()
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--networks",
+        nargs="*",
+        choices=list(NETWORKS),
+        default=list(NETWORKS),
+        help="networks to time; give the flag with no names to time none",
+    )
+    parser.add_argument(
+        "--neuron-types", nargs="+", choices=list(NEURON_TYPES), default=["lif", "relu"]
+    )
+    parser.add_argument("--minibatch", nargs="+", type=int, default=[1, 32])
+    parser.add_argument(
+        "--simulators", nargs="+", choices=SIMULATORS, default=list(SIMULATORS)
+    )
+    parser.add_argument("--steps", type=int, default=1000, help="steps per run")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="timed runs after the first"
+    )
+    parser.add_argument(
+        "--scale",
+        type=float,
+        default=1.0,
+        help="multiplies network widths (dimensions; neurons per chain ensemble)",
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--step-loop",
+        action="store_true",
+        help="also time sim.step() in a Python loop on the tutorial network",
+    )
+    parser.add_argument("--step-loop-calls", type=int, default=1000)
+    parser.add_argument("--step-loop-warmup", type=int, default=20)
+    parser.add_argument("--out", help="also write the Markdown report to this file")
+    args = parser.parse_args(argv)
+    if min(args.minibatch) < 1 or args.steps < 1 or args.repeats < 1:
+        parser.error("--minibatch, --steps and --repeats must be positive")
+    return args
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    report = Report(header_lines(args), args.out, args)
+    start = time.perf_counter()
+    run_networks(args, report)
+    if args.step_loop:
+        run_step_loop(args, report)
+    report.header = report.header + [
+        f"- Total benchmark time: {time.perf_counter() - start:.0f} s; load average "
+        "at end: " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    ]
+    report.write()
+    print(report.markdown())
+
+
+if __name__ == "__main__":
+    main()
