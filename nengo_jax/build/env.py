@@ -80,6 +80,9 @@ class SignalEnv:
         view = self.layout.view(sig) if view is None else view
         old = self.values[view.key]
         B = self.minibatch_size
+        if not self.is_batched(sig):
+            # only run-time data writes to a parameter: it becomes batched
+            old = jnp.broadcast_to(old, (B,) + old.shape)
         value = jnp.broadcast_to(jnp.asarray(value, dtype=old.dtype), (B,) + view.shape)
         if view.whole:
             new = value.reshape(old.shape)

@@ -45,7 +45,7 @@ class Program:
         self.run = jax.jit(self._run, static_argnames=("n_steps", "fed"))
 
     def active_streams(self, fed: tuple) -> list:
-        """The host streams the program reads when the bases in ``fed`` get data."""
+        """The host streams the program reads when the signals in ``fed`` get data."""
         skipped = self._skipped(fed)
         return [
             s
@@ -56,23 +56,23 @@ class Program:
 
     def _skipped(self, fed: tuple) -> set:
         """Builders whose output is replaced by ``data=`` for this run."""
-        skipped = set()
-        for i, builder in enumerate(self.builders):
-            out = builder.fed_output()
-            if out is not None and self.layout.key(out) in fed:
-                skipped.add(i)
-        return skipped
+        fed = set(fed)
+        return {i for i, b in enumerate(self.builders) if b.fed_output() in fed}
 
     def step(self, params, state, xs_t, fed=()):
-        """One timestep (traced): returns the new state and the probe values."""
+        """One timestep (traced): returns the new state and the probe values.
+
+        ``fed`` holds the output signals of Nodes given ``data=`` (in ``xs_t`` as
+        ``data0``, ``data1``...); the builders producing them are skipped.
+        """
         key, step_key = jax.random.split(state[RNG_KEY])
         values = dict(params)
         values.update((k, v) for k, v in state.items() if k != RNG_KEY)
-        for base_key in fed:
-            values[base_key] = xs_t["data:" + base_key]
         env = SignalEnv(
             self.layout, values, xs_t, self.minibatch_size, self.dt, step_key
         )
+        for i, sig in enumerate(fed):
+            env.write(sig, xs_t[f"data{i}"])
         skipped = self._skipped(fed)
         for i, builder in enumerate(self.builders):
             if i not in skipped:
