@@ -217,3 +217,13 @@ def test_cpu_device():
 def test_entry_point():
     points = importlib.metadata.entry_points(group="nengo.backends")
     assert any(p.load() is nengo_jax.Simulator for p in points)
+
+
+def test_many_probes_keep_their_own_data():
+    # probe outputs are packed into one array; order must survive "probe10" < "probe2"
+    with nengo.Network() as net:
+        probes = [nengo.Probe(nengo.Node([float(i), -i])) for i in range(12)]
+    with nengo_jax.Simulator(net, minibatch_size=2, progress_bar=False) as sim:
+        sim.run_steps(3)
+    for i, probe in enumerate(probes):
+        assert np.array_equal(sim.data[probe], np.tile([i, -i], (2, 3, 1)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from nengo_jax.build.env import SignalEnv
@@ -40,6 +41,13 @@ class Program:
         self.streams = [s for b in builders for s in b.host_streams]
         for i, stream in enumerate(self.streams):
             stream.key = f"stream{i}"
+        # probe outputs travel to the host packed in one array: one transfer
+        self.probe_slices, start = {}, 0
+        for key, sig in self.probes:
+            size = int(np.prod(sig.shape))
+            self.probe_slices[key] = (start, start + size, tuple(sig.shape))
+            start += size
+        self._skip_cache = {}
         #: Number of times the program was traced (each trace compiles).
         self.trace_count = 0
         self.run = jax.jit(self._run, static_argnames=("n_steps", "fed"))
@@ -56,8 +64,13 @@ class Program:
 
     def _skipped(self, fed: tuple) -> set:
         """Builders whose output is replaced by ``data=`` for this run."""
-        fed = set(fed)
-        return {i for i, b in enumerate(self.builders) if b.fed_output() in fed}
+        skipped = self._skip_cache.get(fed)
+        if skipped is None:
+            fed_set = set(fed)
+            skipped = self._skip_cache[fed] = {
+                i for i, b in enumerate(self.builders) if b.fed_output() in fed_set
+            }
+        return skipped
 
     def step(self, params, state, xs_t, fed=()):
         """One timestep (traced): returns the new state and the probe values.
@@ -88,9 +101,29 @@ class Program:
         def body(carry, xs_t):
             return self.step(params, carry, xs_t, fed)
 
-        return jax.lax.scan(
+        state, outputs = jax.lax.scan(
             body, state, xs, length=n_steps, unroll=max(1, min(self.unroll, n_steps))
         )
+        # (scan returns dicts with sorted keys: index by key, in probe order)
+        packed = [
+            outputs[key]
+            .reshape((n_steps, self.minibatch_size, -1))
+            .astype(self.layout.dtype)
+            for key, _ in self.probes
+        ]
+        if not packed:
+            return state, jnp.zeros(
+                (n_steps, self.minibatch_size, 0), self.layout.dtype
+            )
+        return state, jnp.concatenate(packed, axis=-1)
+
+    def unpack(self, packed: np.ndarray) -> dict:
+        """Probe key -> ``(n_steps, B) + shape`` from `run`'s packed output."""
+        lead = packed.shape[:2]
+        return {
+            key: packed[..., start:stop].reshape(lead + shape)
+            for key, (start, stop, shape) in self.probe_slices.items()
+        }
 
 
 def new_rng_state(seed: int):

@@ -384,6 +384,9 @@ class Simulator:
         node_data = check_node_data(self.model, data, n_steps, self.minibatch_size)
         if progress_bar is None:
             progress_bar = self.progress_bar
+        if progress_bar is False:  # the common interactive case: no tracker
+            self._run(n_steps, node_data)
+            return
         with ProgressTracker(
             progress_bar, Progress("Simulating", "Simulation", n_steps)
         ) as pt:
@@ -409,7 +412,7 @@ class Simulator:
                 state, outputs = program.run(
                     self._params, self._state, xs, n_steps=n_steps, fed=fed
                 )
-                outputs = jax.device_get(outputs)
+                outputs = program.unpack(np.asarray(outputs))
         except Exception:
             original = _callback_error(program)
             if original is None:
