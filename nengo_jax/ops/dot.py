@@ -67,19 +67,27 @@ class BsrDotIncBuilder(OpBuilder):
 
     def __init__(self, ops, ctx):
         super().__init__(ops, ctx)
-        self.rows = [
-            np.repeat(np.arange(len(op.indptr) - 1), np.diff(op.indptr))
-            for op in self.ops
-        ]
+        self.plans = []
+        for op in self.ops:
+            n_rows = len(op.indptr) - 1
+            rows = np.repeat(np.arange(n_rows), np.diff(op.indptr))
+            indices = np.asarray(op.indices)
+            # Nengo's optimizer makes block-diagonal matrices (one block per block
+            # row, in order): then neither the gather nor the scatter is needed.
+            in_order = np.array_equal(indices, np.arange(len(indices)))
+            diagonal = np.array_equal(rows, np.arange(n_rows))
+            self.plans.append((rows, None if in_order else indices, diagonal))
 
     def step(self, env):
-        for op, rows in zip(self.ops, self.rows, strict=False):
+        B = env.minibatch_size
+        for op, (rows, indices, diagonal) in zip(self.ops, self.plans, strict=True):
             blocks = env.read(op.A)
-            n_rows, bc = len(op.indptr) - 1, op.A.shape[-1]
-            x = env.read_batched(op.X).reshape((env.minibatch_size, -1, bc))
-            xb = x[:, op.indices]  # (B, n_blocks, block_cols)
+            n_rows, (block_rows, block_cols) = len(op.indptr) - 1, op.A.shape[1:]
+            x = env.read_batched(op.X).reshape((B, -1, block_cols))
+            if indices is not None:
+                x = x[:, indices]  # (B, n_blocks, block_cols)
             spec = "bkij,bkj->bki" if env.is_batched(op.A) else "kij,bkj->bki"
-            products = jnp.einsum(spec, blocks, xb, precision=self.ctx.precision)
-            y = jnp.zeros((env.minibatch_size, n_rows, op.A.shape[1]), products.dtype)
-            y = y.at[:, rows].add(products)
-            env.inc(op.Y, y.reshape((env.minibatch_size,) + op.Y.shape))
+            y = jnp.einsum(spec, blocks, x, precision=self.ctx.precision)
+            if not diagonal:
+                y = jnp.zeros((B, n_rows, block_rows), y.dtype).at[:, rows].add(y)
+            env.inc(op.Y, y.reshape((B,) + op.Y.shape))
