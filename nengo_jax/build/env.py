@@ -92,10 +92,15 @@ class SignalEnv:
             flat = old.reshape(B, -1)
             value = value.reshape(B, -1)
             if view.index is None:
-                where = flat.at[:, view.start : view.stop]
+                # a contiguous range: dynamic_update_slice updates in place, where
+                # ``.at[].set`` would lower to a general scatter
+                if inc:
+                    value = value + flat[:, view.start : view.stop]
+                new = jax.lax.dynamic_update_slice(flat, value, (0, view.start))
             else:
                 where = flat.at[:, view.index.ravel()]
-            new = (where.add(value) if inc else where.set(value)).reshape(old.shape)
+                new = where.add(value) if inc else where.set(value)
+            new = new.reshape(old.shape)
         self.values[view.key] = new
 
     def inc(self, sig, value):
