@@ -52,10 +52,9 @@ class SignalEnv:
         """
         view = self.layout.view(sig) if view is None else view
         value = self.values[view.key]
-        batched = value.ndim > len(self.layout.view(sig.base).shape)
         if sig.sparse:
             return value
-        lead = value.shape[:1] if batched else ()
+        lead = value.shape[:1] if self.is_batched(sig) else ()
         if view.whole:
             return value.reshape(lead + view.shape)
         flat = value.reshape(lead + (-1,))

@@ -29,7 +29,7 @@ class HostStream:
         self.dtype = np.dtype(dtype)
 
     def compute(self, steps: np.ndarray, dt: float) -> np.ndarray:
-        """Values for the given (1-based) step numbers."""
+        """Values for the given (1-based) step numbers, in ``self.dtype``."""
         raise NotImplementedError
 
 
@@ -41,20 +41,21 @@ class FunctionStream(HostStream):
     """The output of a Node function of time alone (``f(t)``, or ``f()``)."""
 
     def __init__(self, fn, t_passed, shape, dtype, label):
-        super().__init__(() if shape is None else shape, dtype)
-        self.shape = None if shape is None else tuple(shape)
+        # shape None: a Node without output, called only for its side effects
+        super().__init__((0,) if shape is None else shape, dtype)
+        self.has_output = shape is not None
         self.fn = fn
         self.t_passed = t_passed
         self.label = label
 
     def compute(self, steps, dt):
-        out = np.empty((len(steps),) + (self.shape or (0,)), dtype=self.dtype)
+        out = np.empty((len(steps),) + self.shape, dtype=self.dtype)
         # the same float rounding as the time signal inside the loop
         times = steps.astype(self.dtype) * self.dtype.type(dt)
         for i, t in enumerate(times):
             args = (float(t),) if self.t_passed else ()
             y = call_node_function(self.fn, args, self.label)
-            if self.shape is not None:
+            if self.has_output:
                 out[i] = check_node_output(y, self.fn, self.shape)
         return out
 

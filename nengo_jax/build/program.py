@@ -38,8 +38,8 @@ class Program:
         self.dt = dt
         self.minibatch_size = minibatch_size
         self.unroll = unroll
-        self.streams = [s for b in builders for s in b.host_streams]
-        for i, stream in enumerate(self.streams):
+        streams = (s for b in builders for s in b.host_streams)
+        for i, stream in enumerate(streams):
             stream.key = f"stream{i}"
         # probe outputs travel to the host packed in one array: one transfer
         self.probe_slices, start = {}, 0

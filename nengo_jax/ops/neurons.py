@@ -73,6 +73,7 @@ class UniformStream(HostStream):
                 rng.random_sample((int(steps[0]) - 1, n))
         # random_sample((k, n)) draws the same doubles as k calls of size n.
         out = np.stack([rng.random_sample((n_steps, n)) for rng in self.rngs], axis=1)
+        out = out.astype(self.dtype)
         self.next_step = int(steps[-1]) + 1 if n_steps > 0 else self.next_step
         return out
 

@@ -402,9 +402,7 @@ class Simulator:
         steps = np.arange(self._n_steps + 1, self._n_steps + n_steps + 1)
         xs = {}
         for stream in program.active_streams(fed):
-            xs[stream.key] = stream.compute(steps, self.dt).astype(
-                _stored_dtype(stream.dtype, layout.dtype)
-            )
+            xs[stream.key] = stream.compute(steps, self.dt)
         for i, node in enumerate(nodes):
             xs[f"data{i}"] = np.swapaxes(node_data[node], 0, 1).astype(layout.dtype)
         try:
@@ -436,7 +434,7 @@ class Simulator:
         if chunks:
             value = np.concatenate(chunks, axis=1)
         else:
-            value = np.zeros((self.minibatch_size, 0) + sig.shape)
+            value = np.zeros((self.minibatch_size, 0) + sig.shape, self._layout.dtype)
         return value if self._batch_given else value[0]
 
     def trange(self, sample_every=None, dt=None):
@@ -464,10 +462,6 @@ class Simulator:
         period = 1 if sample_every is None else sample_every / self.dt
         steps = np.arange(1, self.n_steps + 1)
         return self.dt * steps[steps % period < 1]
-
-
-def _stored_dtype(dtype, float_dtype):
-    return float_dtype if np.dtype(dtype).kind == "f" else dtype
 
 
 def _callback_error(program):
