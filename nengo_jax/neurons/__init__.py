@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import nengo
 
 from nengo_jax.neurons import rate, spiking
+from nengo_jax.neurons.types import LeakyReLU, SoftLIFRate, SpikingLeakyReLU
 
 StepFn = Callable  # (dt, J, state, p, noise=None) -> (output, state)
 
@@ -65,9 +66,11 @@ class NeuronMaths:
 
 _LIF = ("tau_rc", "tau_ref", "amplitude")
 _ADAPT = ("tau_n", "inc_n")
+_LEAKY = ("negative_slope", "amplitude")
 _R2S = {"params": ("amplitude",), "static": ("negative",)}
 
-#: The maths of each Nengo neuron type, by exact type.
+#: The maths of each neuron type (Nengo's and `nengo_jax.neurons.types`), by exact
+#: type: `maths_for` looks a type up before its bases (SoftLIFRate before LIFRate).
 MATHS = {
     nengo.LIFRate: NeuronMaths(rate.lif_rate, rate.lif_rate, params=_LIF),
     nengo.LIF: NeuronMaths(
@@ -113,6 +116,13 @@ MATHS = {
     ),
     nengo.PoissonSpiking: NeuronMaths(
         spiking.poisson_spiking, rate.scaled_rate, noise="key", **_R2S
+    ),
+    SoftLIFRate: NeuronMaths(
+        rate.soft_lif_rate, rate.soft_lif_rate, params=("sigma",) + _LIF
+    ),
+    LeakyReLU: NeuronMaths(rate.leaky_relu, rate.leaky_relu, params=_LEAKY),
+    SpikingLeakyReLU: NeuronMaths(
+        spiking.spiking_leaky_relu, rate.leaky_relu, state=("voltage",), params=_LEAKY
     ),
 }
 

@@ -11,6 +11,10 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+#: Below this, ``log(softplus(x))`` is ``x`` to double precision (its error is
+#: about ``exp(x) / 2``), and ``softplus(x)`` itself heads towards underflow.
+LOG_SOFTPLUS_LINEAR = -40.0
+
 
 def lif_rate_output(J, p):
     """``amplitude / (tau_ref + tau_rc * log1p(1 / (J - 1)))`` if ``J > 1``, else 0."""
@@ -25,6 +29,37 @@ def lif_rate_output(J, p):
 def lif_rate(dt, J, state, p, noise=None):
     """Implements `nengo.LIFRate.step`."""
     return lif_rate_output(J, p), state
+
+
+def soft_lif_rate_output(J, p):
+    """``amplitude / (tau_ref + tau_rc * log1p(1 / s))``, ``J - 1`` smoothed to ``s``.
+
+    ``s = sigma * softplus((J - 1) / sigma)``. For ``s < 1``, ``log1p(1 / s)`` is
+    computed as ``log1p(s) - log(s)``, with ``log(s)`` from ``(J - 1) / sigma``
+    where the softplus nears underflow: the rate and its gradient stay finite (and
+    the rate positive) for any ``J``.
+    """
+    sigma = p["sigma"]
+    x = (J - 1) / sigma
+    s = sigma * jax.nn.softplus(x)
+    above = s >= 1
+    linear = x < LOG_SOFTPLUS_LINEAR
+    # Each masked branch gets a harmless stand-in, so that its gradient is finite.
+    log_softplus = jnp.where(
+        linear, x, jnp.log(jax.nn.softplus(jnp.where(linear, 0, x)))
+    )
+    overshoot = jnp.where(
+        above,
+        jnp.log1p(1 / jnp.where(above, s, 1)),
+        jnp.log1p(s) - (jnp.log(sigma) + log_softplus),
+    )
+    rate = p["amplitude"] / (p["tau_ref"] + p["tau_rc"] * overshoot)
+    return rate.astype(J.dtype)
+
+
+def soft_lif_rate(dt, J, state, p, noise=None):
+    """Implements `nengo_jax.neurons.types.SoftLIFRate.step`."""
+    return soft_lif_rate_output(J, p), state
 
 
 def adapt(dt, output, adaptation, p):
@@ -42,6 +77,16 @@ def adaptive_lif_rate(dt, J, state, p, noise=None):
 def rectified_linear(dt, J, state, p, noise=None):
     """Implements `nengo.RectifiedLinear.step`: ``amplitude * max(J, 0)``."""
     return p["amplitude"] * jnp.maximum(J, 0), state
+
+
+def leaky_relu_output(J, p):
+    """``J`` for ``J > 0``, else ``negative_slope * J``."""
+    return jnp.where(J > 0, J, p["negative_slope"] * J)
+
+
+def leaky_relu(dt, J, state, p, noise=None):
+    """Implements `nengo_jax.neurons.types.LeakyReLU.step`."""
+    return (p["amplitude"] * leaky_relu_output(J, p)).astype(J.dtype), state
 
 
 def sigmoid(dt, J, state, p, noise=None):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from nengo_jax.neurons.rate import adapt
+from nengo_jax.neurons.rate import adapt, leaky_relu_output
 
 
 def lif(dt, J, state, p, noise=None):
@@ -61,6 +61,20 @@ def spiking_rectified_linear(dt, J, state, p, noise=None):
         dt, jnp.maximum(J, 0), state["voltage"], p["amplitude"]
     )
     return output, dict(state, voltage=voltage)
+
+
+def spiking_leaky_relu(dt, J, state, p, noise=None):
+    """Implements `nengo_jax.neurons.types.SpikingLeakyReLU.step`.
+
+    Like `integrate_and_fire`, but the whole part of the voltage is rounded
+    towards zero, so that negative input emits negative spikes.
+    """
+    voltage = state["voltage"] + dt * leaky_relu_output(J, p)
+    n_spikes = jnp.trunc(voltage)
+    output = (p["amplitude"] / dt) * n_spikes
+    return output.astype(J.dtype), dict(
+        state, voltage=(voltage - n_spikes).astype(J.dtype)
+    )
 
 
 def regular_spiking(dt, J, state, p, noise=None):
