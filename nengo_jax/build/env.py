@@ -28,22 +28,29 @@ class SignalEnv:
         The simulator timestep.
     key : jax.Array
         A PRNG key for this timestep (device-side randomness).
+    training : bool
+        Whether this step computes the training version of the model (static).
     """
 
-    def __init__(self, layout, values, streams, minibatch_size, dt, key):
+    def __init__(
+        self, layout, values, streams, minibatch_size, dt, key, training=False
+    ):
         self.layout = layout
         self.values = values
         self.streams = streams
         self.minibatch_size = minibatch_size
         self.dt = dt
         self._key = key
+        self.training = training
 
     def is_batched(self, sig) -> bool:
-        """Whether the base of ``sig`` currently holds a batch axis."""
+        """Whether the value of ``sig`` has a batch axis."""
         if sig.sparse:
             return False
-        value = self.values[self.layout.key(sig)]
-        return value.ndim > len(self.layout.view(sig.base).shape)
+        return self._batched(self.layout.view(sig).key)
+
+    def _batched(self, key) -> bool:
+        return self.values[key].ndim > len(self.layout.shape(key))
 
     def read(self, sig, view=None):
         """The value of ``sig``: ``(B,) + sig.shape`` if batched, else ``sig.shape``.
@@ -54,10 +61,21 @@ class SignalEnv:
         value = self.values[view.key]
         if sig.sparse:
             return value
-        lead = value.shape[:1] if self.is_batched(sig) else ()
+        batched = self._batched(view.key)
+        lead = value.shape[:1] if batched else ()
         if view.whole:
             return value.reshape(lead + view.shape)
         flat = value.reshape(lead + (-1,))
+        if view.param_key is not None:
+            # across a split base: [parameter part, state part]
+            param = self.values[view.param_key]
+            if self._batched(view.param_key):  # given run-time data
+                param = param.reshape(lead + (-1,))
+            elif batched:
+                param = jnp.broadcast_to(param.reshape(-1), lead + (param.size,))
+            else:
+                param = param.reshape(-1)
+            flat = jnp.concatenate([param, flat], axis=-1)
         if view.index is None:
             out = flat[..., view.start : view.stop]
         else:
@@ -79,7 +97,7 @@ class SignalEnv:
         view = self.layout.view(sig) if view is None else view
         old = self.values[view.key]
         B = self.minibatch_size
-        if not self.is_batched(sig):
+        if not self._batched(view.key):
             # only run-time data writes to a parameter: it becomes batched
             old = jnp.broadcast_to(old, (B,) + old.shape)
         value = jnp.broadcast_to(jnp.asarray(value, dtype=old.dtype), (B,) + view.shape)

@@ -99,7 +99,13 @@ def process_seed(process, rng: np.random.RandomState) -> int:
 
 
 class ProcessStream(HostStream):
-    """The output of a Process without input, one step function per batch item."""
+    """The output of a Process without input, one step function per batch item.
+
+    The step functions keep their own state, so values are computed in order.
+    A request that does not continue the previous one (a failed run, or a
+    training call that does not keep its state) restarts them and replays up to
+    the requested step.
+    """
 
     batched = True
 
@@ -108,8 +114,12 @@ class ProcessStream(HostStream):
         self.process = process
         self.dt = dt
         self.steps = []
+        self.seed = None
+        self.next_step = 1
 
     def reset(self, seed: int, minibatch_size: int):
+        self.seed = seed
+        self.next_step = 1
         self.steps = []
         for item_seed in item_seeds(seed, minibatch_size):
             state = self.process.make_state((0,), self.shape, self.dt)
@@ -120,9 +130,18 @@ class ProcessStream(HostStream):
             )
 
     def compute(self, steps, dt):
+        if len(steps) > 0 and steps[0] != self.next_step:
+            if steps[0] < self.next_step:
+                self.reset(self.seed, len(self.steps))
+            self._evaluate(np.arange(self.next_step, steps[0]))
+        return self._evaluate(steps)
+
+    def _evaluate(self, steps):
         out = np.empty((len(steps), len(self.steps)) + self.shape, dtype=self.dtype)
         for i, step in enumerate(steps):
-            t = float(step * dt)
+            t = float(step * self.dt)
             for b, step_f in enumerate(self.steps):
                 out[i, b] = step_f(t)
+        if len(steps) > 0:
+            self.next_step = int(steps[-1]) + 1
         return out

@@ -28,6 +28,9 @@ class View:
     start: int  # flat contiguous range [start, stop), when ``index`` is None
     stop: int
     index: np.ndarray | None  # flat gather indices, shape ``shape``
+    #: A read across a split base: ``index`` points into the concatenation of
+    #: this parameter array and the state array ``key`` (flattened).
+    param_key: str | None = None
 
 
 def sparse_coords(initial_value):
@@ -70,13 +73,6 @@ def view_from_index(key: str, index: np.ndarray, base_size: int) -> View:
     return View(key, shape, False, 0, 0, index)
 
 
-def view_of(sig: Signal, key: str) -> View:
-    """Resolve ``sig`` to a static slice or gather of its base."""
-    if sig.sparse:
-        return View(key, tuple(sig.shape), True, 0, -1, None)
-    return view_from_index(key, flat_index(sig), sig.base.size)
-
-
 def float_like(dtype: np.dtype, float_dtype: np.dtype) -> np.dtype:
     """The dtype a signal of ``dtype`` is stored in."""
     dtype = np.dtype(dtype)
@@ -89,6 +85,13 @@ def float_like(dtype: np.dtype, float_dtype: np.dtype) -> np.dtype:
 
 class Layout:
     """The arrays behind a built model's signals.
+
+    Each base signal becomes one array: a parameter if no operator writes to
+    it, state otherwise. Nengo's optimizer may merge read-only signals (e.g.
+    biases) with written ones into one base; such a base is split into a
+    parameter array (its unwritten elements) and a state array (its written
+    elements), so that parameters stay unbatched and trainable. Reads that span
+    both parts gather from their concatenation.
 
     Parameters
     ----------
@@ -104,14 +107,22 @@ class Layout:
 
     def __init__(self, model, operators, extra_signals, dtype="float32"):
         self.dtype = np.dtype(dtype)
-        written, bases = set(), {}
+        written, bases = {}, {}
         for op in operators:
             for sig in op.sets + op.incs + op.updates:
-                written.add(sig.base)
+                mask = written.setdefault(sig.base, np.zeros(sig.base.size, bool))
+                if sig.sparse:
+                    mask[:] = True
+                else:
+                    mask[flat_index(sig).ravel()] = True
             for sig in op.all_signals:
                 bases.setdefault(sig.base, None)
         for sig in extra_signals:
             bases.setdefault(sig.base, None)
+        #: base -> flat mask of its written elements, for bases split in two
+        self._split = {
+            b: mask for b, mask in written.items() if b in bases and not mask.all()
+        }
 
         # Keys depend only on the network's structure (build order and labels),
         # never on object ids, so a rebuilt or unpickled model gets the same keys.
@@ -121,28 +132,67 @@ class Layout:
             prefix = f"{type(obj).__name__}{i}" + (f"[{label}]" if label else "")
             for attr, sig in sigs.items():
                 if isinstance(sig, Signal) and sig.base in bases:
-                    names.setdefault(sig.base, f"{prefix}.{attr}")
-        self.keys, used = {}, set()
+                    part = self._part(sig, written)
+                    if part is not None:
+                        names.setdefault((sig.base, part), f"{prefix}.{attr}")
+        #: (base, part) -> array key; part is "param" or "state"
+        self._keys, used = {}, set()
+        self.param_keys, self.state_keys = [], []
+        self._initial = {}  # key -> (base, flat element mask or None)
         for i, base in enumerate(bases):
-            # unnamed signals are named after their id by Nengo: use the index
-            name = names.get(base) or _ADDRESS.sub("", base._name or f"signal{i}")
-            key = name if name not in used else f"{name}#{i}"
-            used.add(key)
-            self.keys[base] = key
-
-        self.state_bases = [b for b in bases if b in written]
-        self.param_bases = [b for b in bases if b not in written]
+            if base in self._split:
+                parts = [("param", ~self._split[base]), ("state", self._split[base])]
+            else:
+                parts = [("state" if base in written else "param", None)]
+            for part, mask in parts:
+                # unnamed signals are named after their id by Nengo: use the index
+                name = names.get((base, part)) or _ADDRESS.sub(
+                    "", base._name or f"signal{i}"
+                )
+                if mask is not None and (base, part) not in names:
+                    name = f"{name}.{part}"
+                key = name if name not in used else f"{name}#{i}"
+                used.add(key)
+                self._keys[base, part] = key
+                self._initial[key] = (base, mask)
+                (self.param_keys if part == "param" else self.state_keys).append(key)
+        #: for split bases: flat element -> position within its part
+        self._rank = {
+            b: np.where(mask, np.cumsum(mask) - 1, np.cumsum(~mask) - 1)
+            for b, mask in self._split.items()
+        }
+        #: The base signals, in build order.
+        self.bases = list(bases)
+        self._bases = set(bases)
         self._views = {}
 
+    def _part(self, sig: Signal, written: dict) -> str | None:
+        """Which part of its base ``sig`` lies in (None: across both)."""
+        mask = self._split.get(sig.base)
+        if mask is None:
+            return "state" if sig.base in written else "param"
+        inside = mask[flat_index(sig).ravel()]
+        return "state" if inside.all() else "param" if not inside.any() else None
+
     def key(self, sig: Signal) -> str:
-        """The array key of the base of ``sig``."""
-        return self.keys[sig.base]
+        """The array key of ``sig`` (of its state part, for a split base)."""
+        base = sig.base
+        return self._keys.get((base, "state")) or self._keys[base, "param"]
+
+    def shape(self, key: str) -> tuple:
+        """The shape of array ``key``, without a batch axis."""
+        base, mask = self._initial[key]
+        return tuple(base.shape) if mask is None else (int(mask.sum()),)
 
     def view(self, sig: Signal) -> View:
-        """The (cached) static view of ``sig`` in its base array."""
+        """The (cached) static view of ``sig`` in its array."""
         view = self._views.get(sig)
         if view is None:
-            view = self._views[sig] = view_of(sig, self.keys[sig.base])
+            if sig.sparse:
+                view = View(self.key(sig), tuple(sig.shape), True, 0, -1, None)
+            else:
+                view = self._locate(sig.base, flat_index(sig))
+            self._views[sig] = view
         return view
 
     def indexed_view(self, sig: Signal, index) -> View:
@@ -150,28 +200,81 @@ class Layout:
         index = np.asarray(index)
         if index.dtype.kind == "b":
             index = np.nonzero(index)[0]
-        return view_from_index(
-            self.keys[sig.base], flat_index(sig)[index], sig.base.size
-        )
+        return self._locate(sig.base, flat_index(sig)[index])
 
-    def initial(self, base: Signal) -> np.ndarray:
-        """The initial value of ``base`` in its stored dtype (sparse: the data)."""
+    def _locate(self, base: Signal, index: np.ndarray) -> View:
+        """The view of the elements ``index`` (flat positions in ``base``)."""
+        mask = self._split.get(base)
+        if mask is None:
+            return view_from_index(self.key(base), index, base.size)
+        written, rank = mask[index], self._rank[base][index]
+        state, param = self._keys[base, "state"], self._keys[base, "param"]
+        if written.all():
+            return view_from_index(state, rank, int(mask.sum()))
+        if not written.any():
+            return view_from_index(param, rank, int((~mask).sum()))
+        # across both parts: gather from [param elements, state elements]
+        n_param = int((~mask).sum())
+        joined = np.where(written, n_param + rank, rank)
+        return View(state, tuple(index.shape), False, 0, 0, joined, param_key=param)
+
+    def trainable_masks(self, signals) -> dict:
+        """Parameter key -> which of its elements ``signals`` cover.
+
+        Returns True for a parameter that is trainable as a whole, or a boolean
+        array shaped like the parameter when only part of it is (signals merged
+        into one base). Elements that are state (written by operators) or not
+        used by any operator are left out.
+        """
+        params = set(self.param_keys)
+        covered = {}
+        for sig in signals:
+            if sig.base not in self._bases:
+                continue
+            view = self.view(sig)
+            key = view.param_key or view.key
+            if key not in params:
+                continue
+            mask = covered.setdefault(key, np.zeros(self.shape(key), bool))
+            if sig.sparse or view.whole:
+                mask[...] = True
+                continue
+            if view.index is None:
+                local = np.arange(view.start, view.stop)
+            elif view.param_key is None:
+                local = view.index.ravel()
+            else:
+                local = view.index.ravel()
+                local = local[local < mask.size]
+            mask.reshape(-1)[local] = True
+        return {
+            key: True if mask.all() else mask
+            for key, mask in covered.items()
+            if mask.any()
+        }
+
+    def initial(self, key: str) -> np.ndarray:
+        """The initial value of array ``key`` in its stored dtype.
+
+        Sparse signals store their nonzero data.
+        """
+        base, mask = self._initial[key]
         if base.sparse:
             value = sparse_coords(base.initial_value)[0]
         else:
             value = np.asarray(base.initial_value)
+            if mask is not None:
+                value = value.reshape(-1)[mask]
         return value.astype(float_like(value.dtype, self.dtype))
 
     def initial_params(self) -> dict:
-        """Parameters: one unbatched array per base that no operator writes."""
-        return {self.keys[b]: self.initial(b) for b in self.param_bases}
+        """Parameters: one unbatched array per unwritten (part of a) base."""
+        return {key: self.initial(key) for key in self.param_keys}
 
     def initial_state(self, minibatch_size: int) -> dict:
-        """State: one array per written base, with a leading minibatch axis."""
+        """State: one array per written (part of a) base, with a minibatch axis."""
         state = {}
-        for base in self.state_bases:
-            value = self.initial(base)
-            state[self.keys[base]] = np.broadcast_to(
-                value, (minibatch_size,) + value.shape
-            ).copy()
+        for key in self.state_keys:
+            value = self.initial(key)
+            state[key] = np.broadcast_to(value, (minibatch_size,) + value.shape).copy()
         return state

@@ -8,6 +8,8 @@ import numpy as np
 from nengo import Node
 from nengo.exceptions import SimulatorClosed, ValidationError
 
+from nengo_jax.build.env import SignalEnv
+
 
 def find_node(model, key):
     """Resolve a Node or a Node label to a Node of ``model``."""
@@ -131,26 +133,22 @@ class SignalValues(Mapping):
         sim = self._sim
         if sim.closed:
             raise SimulatorClosed("Cannot read signals of a closed simulator")
-        layout = sim._layout
-        key = layout.key(sig)
-        batched = key in sim._state
-        value = np.asarray(sim._state[key] if batched else sim._params[key])
-        if not sig.sparse:
-            lead = value.shape[:1] if batched else ()
-            view = layout.view(sig)
-            flat = value.reshape(lead + (-1,))
-            if view.index is not None:
-                value = flat[..., view.index]
-            else:
-                value = flat[..., view.start : view.stop].reshape(lead + view.shape)
-            if batched and not sim._batch_given:
-                value = value[0]
-        value = value.copy()
+        env = SignalEnv(
+            sim._layout,
+            {**sim._params, **sim._state},
+            {},
+            sim.minibatch_size,
+            sim.dt,
+            None,
+        )
+        value = np.array(env.read(sig))
+        if env.is_batched(sig) and not sim._batch_given:
+            value = value[0]
         value.setflags(write=False)
         return value
 
     def __iter__(self):
-        return iter(self._sim._layout.keys)
+        return iter(self._sim._layout.bases)
 
     def __len__(self):
-        return len(self._sim._layout.keys)
+        return len(self._sim._layout.bases)
