@@ -1,7 +1,29 @@
 """nengo-jax: a Nengo simulator on JAX, with batching and deep-learning training."""
 
-from nengo_jax.config import configure_settings
-from nengo_jax.simulator import Simulator
-from nengo_jax.version import __version__
+import os
 
-__all__ = ["Simulator", "configure_settings", "__version__"]
+# Keras runs our training on its JAX backend; respect a user's explicit choice
+# (the Simulator then explains the conflict when Keras is used).
+os.environ.setdefault("KERAS_BACKEND", "jax")
+
+from nengo_jax import callbacks, losses, obj  # noqa: E402
+from nengo_jax.config import configure_settings  # noqa: E402
+from nengo_jax.neurons.types import (  # noqa: E402
+    LeakyReLU,
+    SoftLIFRate,
+    SpikingLeakyReLU,
+)
+from nengo_jax.simulator import Simulator  # noqa: E402
+from nengo_jax.version import __version__  # noqa: E402
+
+__all__ = [
+    "LeakyReLU",
+    "Simulator",
+    "SoftLIFRate",
+    "SpikingLeakyReLU",
+    "callbacks",
+    "configure_settings",
+    "losses",
+    "obj",
+    "__version__",
+]

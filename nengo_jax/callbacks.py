@@ -13,13 +13,9 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import keras
 import numpy as np
 from nengo.exceptions import ValidationError
-
-# Keras reads its backend once, at first import; nengo_jax runs on JAX.
-os.environ.setdefault("KERAS_BACKEND", "jax")
-
-import keras  # noqa: E402
 
 
 class TensorBoard(keras.callbacks.Callback):

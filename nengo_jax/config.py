@@ -5,8 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 import nengo
+from nengo.ensemble import Neurons
 from nengo.exceptions import ConfigError, NetworkContextError, ValidationError
-from nengo.params import Parameter
+from nengo.params import BoolParam, Parameter
+
+from nengo_jax.build.marking import TRAINABLE_CLASSES
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,9 @@ class Settings:
     stateful: bool = True
     use_loop: bool = True
     learning_phase: bool | None = None
+    #: In training, keep spikes on the forward pass and take gradients from the
+    #: rate approximation (a straight-through estimator), instead of rates only.
+    surrogate_gradients: bool = False
     #: Precision of float32 matrix products on accelerators: "highest" (exact
     #: float32, as Nengo computes) or "default" (allows TF32 on GPUs, faster).
     matmul_precision: str = "highest"
@@ -70,7 +76,10 @@ def configure_settings(**options):
     Parameters
     ----------
     trainable : bool or None
-        Default trainability of parameters (None: NengoDL's defaults).
+        Adds a ``trainable`` config parameter to Ensembles, Connections and
+        Neurons of this network with this default (None: the default choice,
+        which trains connection weights, encoders and biases); then
+        ``net.config[obj].trainable`` sets it per object or class.
     planner, sorter, simplifications
         Graph optimisation stages (see ``nengo_jax.graph_optimizer``).
     inference_only : bool
@@ -87,6 +96,10 @@ def configure_settings(**options):
         Whether to run a loop over time (False: exactly ``unroll_simulation`` steps).
     learning_phase : bool or None
         Force training (True) or inference (False) behaviour everywhere.
+    surrogate_gradients : bool
+        In training, keep spiking neurons spiking on the forward pass and
+        backpropagate through their rate approximation (straight-through),
+        rather than running them as rates.
     matmul_precision : "highest", "high" or "default"
         Precision of float32 matrix products on GPUs ("default" allows TF32).
     """
@@ -102,6 +115,8 @@ def configure_settings(**options):
                 f"'{name}' is not a nengo_jax setting; valid settings are: "
                 + ", ".join(OPTIONS)
             )
+    if "trainable" in options:
+        add_trainable(config, options["trainable"])
     if nengo.Network not in config.params:
         config.configures(nengo.Network)
     params = config[nengo.Network]
@@ -112,3 +127,24 @@ def configure_settings(**options):
                 name, Parameter(name, default=getattr(defaults, name), optional=True)
             )
         setattr(params, name, value)
+
+
+def add_trainable(config, default) -> None:
+    """Give the trainable classes a ``trainable`` parameter in ``config``."""
+    if default is not None and not isinstance(default, bool):
+        raise ValidationError(
+            f"trainable must be True, False or None; got {default!r}",
+            attr="trainable",
+        )
+    for cls in TRAINABLE_CLASSES:
+        # Neurons (biases) follow their Ensemble unless set themselves
+        value = None if cls is Neurons else default
+        if cls not in config.params:
+            config.configures(cls)
+        params = config[cls]
+        if "trainable" not in params._extra_params:
+            params.set_param(
+                "trainable", BoolParam("trainable", default=value, optional=True)
+            )
+        else:
+            params.trainable = value

@@ -1,6 +1,10 @@
 """Our own tests: warnings are errors unless a test expects them."""
 
+import os
 import pathlib
+
+# Test modules import keras before nengo_jax (which would set this itself).
+os.environ.setdefault("KERAS_BACKEND", "jax")
 
 import pytest
 

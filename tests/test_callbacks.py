@@ -1,16 +1,12 @@
 """Tests for nengo_jax.callbacks: event files read back and checked against fit."""
 
-import os
 import pathlib
 import struct
 import sys
 
+import keras
 import numpy as np
 import pytest
-
-os.environ.setdefault("KERAS_BACKEND", "jax")
-
-import keras  # noqa: E402
 from tensorboardX.proto.event_pb2 import Event  # noqa: E402
 from tensorboardX.record_writer import masked_crc32c  # noqa: E402
 

@@ -50,7 +50,7 @@ class Program:
         self._skip_cache = {}
         #: Number of times the program was traced (each trace compiles).
         self.trace_count = 0
-        self.run = jax.jit(self._run, static_argnames=("n_steps", "fed"))
+        self.run = jax.jit(self._run, static_argnames=("n_steps", "fed", "training"))
 
     def active_streams(self, fed: tuple) -> list:
         """The host streams the program reads when the signals in ``fed`` get data."""
@@ -72,17 +72,25 @@ class Program:
             }
         return skipped
 
-    def step(self, params, state, xs_t, fed=()):
+    def step(self, params, state, xs_t, fed=(), training=False):
         """One timestep (traced): returns the new state and the probe values.
 
         ``fed`` holds the output signals of Nodes given ``data=`` (in ``xs_t`` as
         ``data0``, ``data1``...); the builders producing them are skipped.
+        ``training`` (static) selects the builders' training behaviour, e.g.
+        spiking neurons computed as their rate approximations.
         """
         key, step_key = jax.random.split(state[RNG_KEY])
         values = dict(params)
         values.update((k, v) for k, v in state.items() if k != RNG_KEY)
         env = SignalEnv(
-            self.layout, values, xs_t, self.minibatch_size, self.dt, step_key
+            self.layout,
+            values,
+            xs_t,
+            self.minibatch_size,
+            self.dt,
+            step_key,
+            training=training,
         )
         for i, sig in enumerate(fed):
             env.write(sig, xs_t[f"data{i}"])
@@ -95,11 +103,11 @@ class Program:
         outputs = {k: env.read_batched(sig) for k, sig in self.probes}
         return new_state, outputs
 
-    def _run(self, params, state, xs, n_steps, fed=()):
+    def _run(self, params, state, xs, n_steps, fed=(), training=False):
         self.trace_count += 1
 
         def body(carry, xs_t):
-            return self.step(params, carry, xs_t, fed)
+            return self.step(params, carry, xs_t, fed, training)
 
         state, outputs = jax.lax.scan(
             body, state, xs, length=n_steps, unroll=max(1, min(self.unroll, n_steps))

@@ -22,6 +22,10 @@ class BuildContext:
     dtype: np.dtype
     #: Matrix-product precision ("highest" keeps float32 exact on GPUs, no TF32).
     precision: str = "highest"
+    #: Train LIF neurons through SoftLIFRate with this ``sigma`` (None: LIFRate).
+    lif_smoothing: float | None = None
+    #: Keep spikes on the forward pass in training (rate gradients backward).
+    surrogate_gradients: bool = False
     warned: set = field(default_factory=set)
 
     def warn_once(self, key, message, category=UserWarning):

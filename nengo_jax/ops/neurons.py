@@ -17,12 +17,13 @@ import numpy as np
 from jax.experimental import io_callback
 from nengo.builder.neurons import SimNeurons
 from nengo.exceptions import BuildError, SimulationError
-from nengo.neurons import Direct
+from nengo.neurons import LIF, Direct
 from nengo.utils.numpy import maxint
 
 from nengo_jax.build.host import HostStream, item_seeds
 from nengo_jax.build.registry import OpBuilder, register
-from nengo_jax.neurons import maths_for, params_of
+from nengo_jax.neurons import MATHS, maths_for, params_of
+from nengo_jax.neurons.rate import soft_lif_rate
 
 
 def item_rngs(rng: np.random.RandomState, minibatch_size: int) -> list:
@@ -198,10 +199,41 @@ class SimNeuronsBuilder(OpBuilder):
             noise = jnp.concatenate([env.stream(s) for s in self.host_streams], axis=1)
         elif maths.noise == "key":
             noise = env.rng_key(self.salt)
-        output, state = maths.step(env.dt, J, state, self.params, noise)
+        step = self._training_step if env.training else maths.step
+        output, state = step(env.dt, J, state, self.params, noise)
         self._split(env, [op.output for op in self.ops], output)
         for name in maths.state:
             self._split(env, [op.state[name] for op in self.ops], state[name])
+
+    def _training_step(self, dt, J, state, p, noise):
+        """The step used in training: spiking types run as their rate version.
+
+        With ``lif_smoothing``, LIF runs as SoftLIFRate with that ``sigma``.
+        With ``surrogate_gradients``, spikes stay on the forward pass and the
+        gradient is the rate version's (a straight-through estimator); the
+        spiking state carries no gradient.
+        """
+        maths = self.maths
+        if not maths.spiking:
+            return maths.step(dt, J, state, p, noise)
+        if maths.rate is None:
+            self.ctx.warn_once(
+                ("no rate", type(self.ops[0].neurons)),
+                f"{type(self.ops[0].neurons).__name__} neurons have no rate "
+                "approximation: training runs them spiking, and almost no gradient "
+                "passes through them",
+            )
+            return maths.step(dt, J, state, p, noise)
+        rate_step = maths.rate
+        if self.ctx.lif_smoothing is not None and maths is MATHS[LIF]:
+            rate_step = soft_lif_rate
+            p = dict(p, sigma=self.ctx.lif_smoothing)
+        rate, _ = rate_step(dt, J, state, p)
+        if not self.ctx.surrogate_gradients:
+            return rate, state
+        spikes, state = maths.step(dt, J, state, p, noise)
+        state = jax.tree_util.tree_map(jax.lax.stop_gradient, state)
+        return rate + jax.lax.stop_gradient(spikes - rate), state
 
     # -- host fallback ----------------------------------------------------------------
 
@@ -224,8 +256,12 @@ class SimNeuronsBuilder(OpBuilder):
 
     def _step_host(self, env):
         op = self.op
-        J = env.read_batched(op.J)
-        state = [env.read_batched(op.state[name]) for name in self.names]
+        # NumPy code has no gradient: it passes none on (as a constant would)
+        J = jax.lax.stop_gradient(env.read_batched(op.J))
+        state = [
+            jax.lax.stop_gradient(env.read_batched(op.state[name]))
+            for name in self.names
+        ]
         B = env.minibatch_size
         result = (jax.ShapeDtypeStruct((B,) + op.output.shape, J.dtype),) + tuple(
             jax.ShapeDtypeStruct(s.shape, s.dtype) for s in state

@@ -101,7 +101,12 @@ class HostProcess:
     def __call__(self, env, u):
         op = self.op
         t = env.read_batched(op.t)
-        states = [env.read_batched(op.state[name]) for name in self.names]
+        # NumPy code has no gradient: it passes none on (as a constant would)
+        u = jax.lax.stop_gradient(u)
+        states = [
+            jax.lax.stop_gradient(env.read_batched(op.state[name]))
+            for name in self.names
+        ]
         result = (
             jax.ShapeDtypeStruct(u.shape[:1] + op.output.shape, self.ctx.dtype),
         ) + tuple(jax.ShapeDtypeStruct(s.shape, s.dtype) for s in states)

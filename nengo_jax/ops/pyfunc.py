@@ -43,7 +43,8 @@ class SimPyFuncBuilder(OpBuilder):
                 env.write(op.output, env.stream(self.stream))
             return
         t = env.read_batched(op.t) if op.t is not None else None
-        x = env.read_batched(op.x)
+        # a Python function has no gradient: it passes none on, as in NengoDL
+        x = jax.lax.stop_gradient(env.read_batched(op.x))
         shape = (
             (env.minibatch_size,) + op.output.shape if op.output is not None else None
         )

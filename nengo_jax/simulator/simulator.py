@@ -28,17 +28,21 @@ from nengo_jax.build.program import RNG_KEY, Program, new_rng_state
 from nengo_jax.build.registry import BuildContext, builder_for
 from nengo_jax.config import Settings
 from nengo_jax.simulator.data import SignalValues, SimulationData, check_node_data
+from nengo_jax.simulator.legacy import LegacyTraining
+from nengo_jax.simulator.training import KerasMethods
 
 logger = logging.getLogger(__name__)
 
 
-class Simulator:
+class Simulator(KerasMethods, LegacyTraining):
     """Simulate a Nengo network with JAX.
 
     A drop-in replacement for `nengo.Simulator`: the same calls give the same
     results (to float32 rounding). In addition, ``minibatch_size`` simulates that
-    many independent copies of the network at once, and ``data`` replaces the
-    output of input Nodes at run time.
+    many independent copies of the network at once, ``data`` replaces the
+    output of input Nodes at run time, and the Keras calls (`compile`, `fit`,
+    `evaluate`, `predict`) train and evaluate the model with deep-learning
+    methods.
 
     Parameters
     ----------
@@ -64,6 +68,8 @@ class Simulator:
     optimize : bool
         Whether to merge operators with Nengo's optimizer before building (as
         `nengo.Simulator` does). Slower builds, much faster compiles and runs.
+    tensorboard : str
+        Directory for the TensorBoard logs of `train`'s ``summaries``.
     """
 
     def __init__(
@@ -77,8 +83,10 @@ class Simulator:
         minibatch_size=None,
         progress_bar=True,
         optimize=True,
+        tensorboard=None,
     ):
         self.closed = True  # until the build succeeds
+        self.tensorboard = None if tensorboard is None else str(tensorboard)
         self.progress_bar = progress_bar
         self.unroll_simulation = int(unroll_simulation)
         if self.unroll_simulation < 1:
@@ -150,6 +158,8 @@ class Simulator:
             minibatch_size=self.minibatch_size,
             dtype=self._layout.dtype,
             precision=self.settings.matmul_precision,
+            lif_smoothing=self.settings.lif_smoothing,
+            surrogate_gradients=self.settings.surrogate_gradients,
         )
         builders = [builder_for(op)([op], ctx) for op in self._ops]
         self._probe_keys = {
@@ -231,6 +241,7 @@ class Simulator:
             "dt": self.dt,
             "seed": self.seed,
             "progress_bar": self.progress_bar,
+            "tensorboard": self.tensorboard,
             "optimize": self.optimize,
             "minibatch_size": self.minibatch_size if self._batch_given else None,
             "unroll_simulation": self.unroll_simulation,
@@ -253,6 +264,7 @@ class Simulator:
             dt=state["dt"],
             seed=state["seed"],
             progress_bar=state["progress_bar"],
+            tensorboard=state.get("tensorboard"),
             optimize=False,  # the pickled model is already optimized
             minibatch_size=state["minibatch_size"],
             unroll_simulation=state["unroll_simulation"],
@@ -274,6 +286,7 @@ class Simulator:
         self.closed = True
         self._state = None
         self._params = None
+        self._keras = None
 
     def reset(self, seed=None):
         """Restore the initial state, parameters and probe data.
@@ -307,6 +320,8 @@ class Simulator:
         state = self._layout.initial_state(self.minibatch_size)
         state[RNG_KEY] = new_rng_state(self._seed)
         self._state = self._to_device(state)
+        if self._keras is not None:
+            self._keras.stream_cache.clear()
         self._n_steps = 0
         if include_probes:
             self.clear_probes()

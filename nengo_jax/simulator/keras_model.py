@@ -1,0 +1,225 @@
+"""The Keras model behind a Simulator's Keras calls (``fit``, ``predict``...).
+
+Keras (on its JAX backend) runs the training loop, optimizers, losses, metrics
+and callbacks; this model only maps Keras calls onto the simulation program. Its
+variables hold the simulator's parameters (trainable where the ``trainable``
+config says so) and its state (non-trainable), so that Keras passes them into
+its compiled steps as arguments and nothing is baked in as a constant.
+"""
+
+from __future__ import annotations
+
+import re
+
+import jax
+import jax.numpy as jnp
+import keras
+import numpy as np
+from jax.experimental import io_callback
+from nengo.exceptions import SimulationError
+
+#: Input name that only carries the number of steps (when no Node gets data).
+STEPS_INPUT = "n_steps"
+
+
+def variable_name(key: str) -> str:
+    """A Keras variable name for an array key (Keras forbids ``/``)."""
+    return re.sub(r"[^\w.\-\[\]#]", "_", key)
+
+
+class SimulatorModel(keras.Model):
+    """A Keras model that simulates the network for ``n_steps`` per call.
+
+    Inputs are ``{input_name: (B, n_steps, size_out)}`` (see ``input_names``),
+    outputs ``{output_name: (B, n_steps, size)}`` for every probe (see
+    ``output_names``), where ``B`` is the simulator's ``minibatch_size``.
+
+    Parameters
+    ----------
+    program : Program
+        The simulation program.
+    params : dict
+        Parameter key -> initial value.
+    state : dict
+        State key -> initial value (with the batch axis).
+    masks : dict
+        Trainable parameter key -> True, or a boolean mask of its trainable
+        elements.
+    inputs : dict
+        Input name -> the Node output signal it feeds, in Node build order.
+    outputs : dict
+        Output name -> probe key of ``program``.
+    step_key : str
+        State key of the step counter.
+    learning_phase : bool or None
+        Forces training (True) or inference (False) behaviour in every call.
+    """
+
+    def __init__(
+        self,
+        program,
+        params,
+        state,
+        masks,
+        inputs,
+        outputs,
+        step_key,
+        learning_phase=None,
+    ):
+        super().__init__(name="nengo_jax_simulator")
+        self.program = program
+        self.masks = masks
+        self.input_signals = inputs
+        self.output_keys = outputs
+        self.step_key = step_key
+        self.learning_phase = learning_phase
+        self.param_vars = {
+            key: keras.Variable(
+                value,
+                dtype=value.dtype,
+                trainable=key in masks,
+                name=variable_name(key),
+            )
+            for key, value in params.items()
+        }
+        self.state_vars = {
+            key: keras.Variable(
+                value, dtype=value.dtype, trainable=False, name=variable_name(key)
+            )
+            for key, value in state.items()
+        }
+        # whether a call keeps its final state (a variable: no retrace to change)
+        self.stateful = keras.Variable(
+            False, dtype="bool", trainable=False, name="stateful"
+        )
+        self.stream_cache = {}
+        self.callback_error = None
+        #: Losses over several outputs at once: ``(names, f(outputs, targets))``,
+        #: each given lists in the order of ``names`` (`Simulator.train`).
+        self.objectives = []
+
+    @property
+    def input_names(self) -> list:
+        """Names of the Node inputs, in build order."""
+        return list(self.input_signals)
+
+    @property
+    def output_names(self) -> list:
+        """Names of the probe outputs, in probe order."""
+        return list(self.output_keys)
+
+    def call(self, inputs, training=None):
+        training = (
+            bool(training) if self.learning_phase is None else bool(self.learning_phase)
+        )
+        unknown = set(inputs) - set(self.input_signals) - {STEPS_INPUT}
+        if unknown:
+            raise ValueError(
+                f"Unknown inputs {sorted(unknown)}; the model's inputs are "
+                f"{self.input_names} (and {STEPS_INPUT!r}, which only sets the "
+                "number of steps)"
+            )
+        names = [name for name in self.input_signals if name in inputs]
+        n_steps = int(next(iter(inputs.values())).shape[1])
+        dtype = self.program.layout.dtype
+        xs = {
+            f"data{i}": jnp.swapaxes(jnp.asarray(inputs[name], dtype), 0, 1)
+            for i, name in enumerate(names)
+        }
+        fed = tuple(self.input_signals[name] for name in names)
+        params = {}
+        for key, var in self.param_vars.items():
+            value = var.value
+            mask = self.masks.get(key)
+            if mask is not None and mask is not True:
+                value = jnp.where(mask, value, jax.lax.stop_gradient(value))
+            params[key] = value
+        state = {key: var.value for key, var in self.state_vars.items()}
+        xs.update(self._streams(fed, state, n_steps))
+        new_state, packed = self.program.run(
+            params, state, xs, n_steps=n_steps, fed=fed, training=training
+        )
+        keep = self.stateful.value
+        for key, var in self.state_vars.items():
+            var.assign(jnp.where(keep, new_state[key], var.value))
+        slices = self.program.probe_slices
+        return {
+            name: jnp.swapaxes(packed[..., slices[key][0] : slices[key][1]], 0, 1)
+            for name, key in self.output_keys.items()
+        }
+
+    def compute_loss(
+        self, x=None, y=None, y_pred=None, sample_weight=None, training=True
+    ):
+        total = super().compute_loss(x, y, y_pred, sample_weight, training=training)
+        for names, objective in self.objectives:
+            total = total + objective(
+                [y_pred[name] for name in names], [y[name] for name in names]
+            )
+        return total
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        # Keras wants targets for every output it computes metrics over; only
+        # the probes given targets have losses or metrics
+        if isinstance(y, dict):
+            y_pred = {name: value for name, value in y_pred.items() if name in y}
+        return super().compute_metrics(x, y, y_pred, sample_weight)
+
+    # -- host inputs ---------------------------------------------------------------
+
+    def _streams(self, fed, state, n_steps):
+        """Host stream values for this call's steps, through one host callback."""
+        streams = self.program.active_streams(fed)
+        if not streams:
+            return {}
+        B = self.program.minibatch_size
+        shapes = tuple(
+            jax.ShapeDtypeStruct(
+                (n_steps,) + ((B,) if s.batched else ()) + s.shape, s.dtype
+            )
+            for s in streams
+        )
+        step = state[self.step_key].reshape(-1)[0]
+
+        def compute(step):
+            steps = np.arange(int(step) + 1, int(step) + 1 + n_steps)
+            try:
+                return tuple(self._stream_values(s, steps) for s in streams)
+            except SimulationError as e:
+                self.callback_error = e
+                raise
+
+        values = io_callback(compute, shapes, step, ordered=True)
+        return {s.key: v for s, v in zip(streams, values, strict=True)}
+
+    def _stream_values(self, stream, steps):
+        cached = self.stream_cache.get(stream.key)
+        if cached is not None and np.array_equal(cached[0], steps):
+            return cached[1]
+        value = stream.compute(steps, self.program.dt)
+        self.stream_cache[stream.key] = (steps, value)
+        return value
+
+    # -- values in and out ---------------------------------------------------------
+
+    def set_values(self, params, state, stateful):
+        """Load copies of the simulator's parameters and state into the variables.
+
+        Copies, because Keras donates variable buffers to its compiled steps: the
+        simulator's own arrays must survive a failed call.
+        """
+        for key, var in self.param_vars.items():
+            var.assign(jnp.array(params[key], copy=True))
+        self.set_state(state)
+        self.stateful.assign(bool(stateful))
+
+    def set_state(self, state):
+        """Load a copy of ``state`` into the state variables."""
+        for key, var in self.state_vars.items():
+            var.assign(jnp.array(state[key], copy=True))
+
+    def param_values(self) -> dict:
+        return {key: var.value for key, var in self.param_vars.items()}
+
+    def state_values(self) -> dict:
+        return {key: var.value for key, var in self.state_vars.items()}

@@ -1,0 +1,452 @@
+"""The Simulator's Keras calls: ``compile``, ``fit``, ``evaluate``, ``predict``.
+
+Inputs are ``{node_or_label: (batch, n_steps, size_out)}`` and targets
+``{probe_or_label: (batch, n_steps, size_in)}``, with ``batch`` a multiple of
+the simulator's ``minibatch_size``; Keras splits them into minibatches. In
+``fit`` spiking neurons run as their rate approximations; everything else runs
+the model as built.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import keras
+import numpy as np
+from nengo import Probe
+from nengo.exceptions import SimulationError, SimulatorClosed, ValidationError
+
+from nengo_jax.build.env import SignalEnv
+from nengo_jax.build.marking import trainable_signals
+from nengo_jax.simulator.data import find_node
+from nengo_jax.simulator.keras_model import STEPS_INPUT, SimulatorModel
+
+
+class KerasMethods:
+    """Keras-style training and inference, mixed into the `.Simulator`."""
+
+    _keras = None
+    _loss_outputs = frozenset()
+    _loss_weights = {}
+
+    # -- the model ------------------------------------------------------------------
+
+    @property
+    def keras_model(self) -> SimulatorModel:
+        """(SimulatorModel) The Keras model that runs this simulator's Keras calls.
+
+        Its variables are loaded from the simulator before each call, and the
+        simulator takes the trained parameters back after it.
+        """
+        self._check_open("use the Keras model of")
+        if self._keras is None:
+            if keras.backend.backend() != "jax":
+                raise SimulationError(
+                    "nengo_jax needs Keras on its JAX backend; Keras was imported "
+                    f"with the {keras.backend.backend()!r} backend. Set the "
+                    "environment variable KERAS_BACKEND=jax before importing keras."
+                )
+            masks = self._layout.trainable_masks(
+                trainable_signals(self.model, self.model.toplevel)
+            )
+            with self._jax_scope():
+                self._keras = SimulatorModel(
+                    self._program,
+                    self._layout.initial_params(),
+                    self._layout.initial_state(self.minibatch_size)
+                    | {k: np.asarray(v) for k, v in self._state.items()},
+                    masks,
+                    self._input_signals(),
+                    {self._output_name(p): k for p, k in self._probe_keys.items()},
+                    step_key=self._layout.key(self.model.step),
+                    learning_phase=self.settings.learning_phase,
+                )
+        return self._keras
+
+    def _input_nodes(self) -> dict:
+        """Input Node -> its name in the Keras model, in build order."""
+        nodes = [
+            node
+            for node in self._node_index
+            if node.size_in == 0 and node.output is not None
+        ]
+        return unique_names(nodes, "node")
+
+    def _input_signals(self) -> dict:
+        return {
+            name: self.model.sig[node]["out"]
+            for node, name in self._input_nodes().items()
+        }
+
+    def _output_name(self, probe) -> str:
+        return unique_names(self.model.probes, "probe")[probe]
+
+    def _check_open(self, action):
+        if self.closed:
+            raise SimulatorClosed(f"Cannot {action} a closed Simulator.")
+
+    # -- Keras calls ----------------------------------------------------------------
+
+    def compile(
+        self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None, **kwargs
+    ):
+        """Configure training, as `keras.Model.compile`.
+
+        Parameters
+        ----------
+        optimizer : str or keras.optimizers.Optimizer
+            The optimizer.
+        loss, metrics, loss_weights
+            Each either a dict keyed by Probe (or probe label), a list in the order
+            of the network's probes, or a single value applied to every probe
+            (metrics: to every probe with a loss).
+        kwargs
+            Passed on to `keras.Model.compile`.
+        """
+        model = self.keras_model
+        losses = self._per_probe(loss, "loss")
+        weights = self._per_probe(loss_weights, "loss_weights")
+        if losses is not None and weights is not None:
+            weights = {name: weights.get(name, 1.0) for name in losses}
+        with self._jax_scope():
+            model.compile(
+                optimizer=optimizer,
+                loss=losses,
+                metrics=self._per_probe(metrics, "metrics", listed=True, only=losses),
+                loss_weights=weights,
+                **kwargs,
+            )
+        model.objectives = []
+        self._loss_outputs = set(losses or ())
+        self._loss_weights = weights or {}
+
+    def fit(self, x=None, y=None, n_steps=None, stateful=False, **kwargs):
+        """Train the model's parameters, as `keras.Model.fit`.
+
+        Spiking neurons run as their rate approximations (see ``learning_phase``).
+
+        Parameters
+        ----------
+        x : dict or array
+            Node (or Node label) -> ``(batch, n_steps, size_out)`` input data; an
+            array if the network has one input Node.
+        y : dict or array
+            Probe (or label) -> ``(batch, n_steps, size_in)`` targets; an array
+            if the network has one probe.
+        n_steps : int
+            Number of steps, needed only if ``x`` has no arrays.
+        stateful : bool
+            Whether each minibatch continues from the previous one's final state
+            and the simulator keeps the final state; by default every minibatch
+            starts from the simulator's current state, which does not change.
+        kwargs
+            Passed on to `keras.Model.fit` (``epochs``, ``callbacks``,
+            ``validation_data``, ``shuffle``...).
+
+        Returns
+        -------
+        keras.callbacks.History
+        """
+        self._check_open("fit")
+        if self.settings.inference_only:
+            raise SimulationError(
+                "This Simulator was built with configure_settings(inference_only="
+                "True), which has no training; remove that setting to use fit"
+            )
+        model = self.keras_model
+        if getattr(model, "optimizer", None) is None or not self._loss_outputs:
+            raise SimulationError(
+                "fit needs a loss: call sim.compile(optimizer, loss=...) first"
+            )
+        if not model.trainable_variables:
+            raise SimulationError(
+                "The model has no trainable parameters (see the `trainable` config "
+                "option), so fit has nothing to train"
+            )
+        self._drop_batch_size(kwargs, "fit")
+        x, y = self._keras_data(x, y, n_steps, "fit")
+        validation = kwargs.get("validation_data")
+        if validation is not None:
+            if not isinstance(validation, tuple | list) or len(validation) not in (
+                2,
+                3,
+            ):
+                raise ValidationError(
+                    "validation_data must be (x, y) or (x, y, sample_weight); got "
+                    f"{type(validation).__name__}",
+                    attr="validation_data",
+                )
+            vx, vy = self._keras_data(validation[0], validation[1], n_steps, "fit")
+            kwargs["validation_data"] = (vx, vy) + tuple(validation[2:])
+        return self._keras_call(
+            "fit", stateful, x, y, batch_size=self.minibatch_size, **kwargs
+        )
+
+    def evaluate(self, x=None, y=None, n_steps=None, stateful=False, **kwargs):
+        """The loss (per probe and in total) and metrics, as `keras.Model.evaluate`.
+
+        Parameters are as in `fit`; the result is a dict unless
+        ``return_dict=False`` is given.
+        """
+        self._check_open("evaluate")
+        model = self.keras_model
+        if getattr(model, "optimizer", None) is None:
+            raise SimulationError(
+                "evaluate needs a loss: call sim.compile(loss=...) first"
+            )
+        self._drop_batch_size(kwargs, "evaluate")
+        x, y = self._keras_data(x, y, n_steps, "evaluate")
+        kwargs.setdefault("return_dict", True)
+        result = self._keras_call(
+            "evaluate", stateful, x, y, batch_size=self.minibatch_size, **kwargs
+        )
+        if kwargs["return_dict"] and y is not None and len(y) == 1:
+            # Keras names results by output only when there are several
+            (name,) = y
+            weight = float(self._loss_weights.get(name, 1.0))
+            result = {
+                key
+                if key == "loss" or key.startswith(f"{name}_")
+                else f"{name}_{key}": v
+                for key, v in result.items()
+            }
+            if name in self._loss_outputs:
+                result.setdefault(f"{name}_loss", result["loss"] / weight)
+        return result
+
+    def predict(self, x=None, n_steps=None, stateful=False, **kwargs):
+        """Simulate inputs in minibatches, as `keras.Model.predict`.
+
+        Parameters are as in `fit`.
+
+        Returns
+        -------
+        dict
+            Probe -> ``(batch, n_steps, size_in)`` array.
+        """
+        self._check_open("predict")
+        self._drop_batch_size(kwargs, "predict")
+        x, _ = self._keras_data(x, None, n_steps, "predict")
+        outputs = self._keras_call(
+            "predict", stateful, x, batch_size=self.minibatch_size, **kwargs
+        )
+        return self._by_probe(outputs)
+
+    def predict_on_batch(self, x=None, n_steps=None, stateful=False):
+        """Simulate one minibatch of inputs (``batch == minibatch_size``)."""
+        self._check_open("predict")
+        x, _ = self._keras_data(x, None, n_steps, "predict_on_batch")
+        batch = len(next(iter(x.values())))
+        if batch != self.minibatch_size:
+            raise ValidationError(
+                f"predict_on_batch takes exactly minibatch_size={self.minibatch_size}"
+                f" items; got {batch}. Use predict for more.",
+                attr="x",
+            )
+        return self._by_probe(self._keras_call("predict_on_batch", stateful, x))
+
+    # -- helpers --------------------------------------------------------------------
+
+    def _keras_call(self, method, stateful, *args, **kwargs):
+        """Run a Keras method; the simulator changes only if it succeeds."""
+        model = self.keras_model
+        with self._jax_scope():
+            model.set_values(self._params, self._state, stateful)
+            try:
+                result = getattr(model, method)(*args, **kwargs)
+            except Exception:
+                error, model.callback_error = model.callback_error, None
+                if error is None:
+                    raise
+                raise error from error.__cause__
+            self._params = model.param_values()
+            if stateful:
+                self._state = model.state_values()
+                step = np.asarray(self._state[model.step_key]).reshape(-1)[0]
+                self._n_steps = int(step)
+        return result
+
+    def _live_reader(self, signal):
+        """A function returning ``signal``'s value in the Keras model, now.
+
+        During `fit`, Keras holds the latest values in its variables (synced
+        before epoch-end callbacks); the simulator gets them only at the end.
+        """
+
+        def read():
+            model = self.keras_model
+            values = {**model.param_values(), **model.state_values()}
+            env = SignalEnv(
+                self._layout, values, {}, self.minibatch_size, self.dt, None
+            )
+            value = np.asarray(env.read(signal))
+            return value[0] if env.is_batched(signal) else value
+
+        return read
+
+    def _by_probe(self, outputs):
+        names = {self._output_name(p): p for p in self.model.probes}
+        return {names[name]: np.asarray(value) for name, value in outputs.items()}
+
+    def _drop_batch_size(self, kwargs, method):
+        if kwargs.pop("batch_size", None) is not None:
+            warnings.warn(
+                f"batch_size is ignored by {method}: minibatches always have the "
+                f"Simulator's minibatch_size ({self.minibatch_size}), which is "
+                "built into the model",
+                UserWarning,
+                stacklevel=3,
+            )
+
+    def _find_probe(self, key):
+        if isinstance(key, str):
+            matches = [p for p in self.model.probes if p.label == key]
+            if len(matches) != 1:
+                raise ValidationError(
+                    f"{key!r} must name exactly one Probe of the network by its "
+                    f"label; found {len(matches)}",
+                    attr="y",
+                )
+            return matches[0]
+        if not isinstance(key, Probe) or key not in self.model.probes:
+            raise ValidationError(
+                f"Expected a Probe of this network (or its label); got {key!r}",
+                attr="y",
+            )
+        return key
+
+    def _per_probe(self, value, what, listed=False, only=None):
+        """``value`` as ``{output_name: value}`` (see `compile`).
+
+        A single value applies to every probe, or to the probes in ``only``.
+        """
+        if value is None:
+            return None
+        probes = self.model.probes
+        if isinstance(value, dict):
+            return {self._output_name(self._find_probe(k)): v for k, v in value.items()}
+        if (
+            isinstance(value, list | tuple)
+            and len(value) == len(probes)
+            and not (listed and len(probes) == 1)
+        ):
+            return {self._output_name(p): v for p, v in zip(probes, value, strict=True)}
+        if listed and not isinstance(value, list | tuple):
+            value = [value]
+        names = [self._output_name(p) for p in probes]
+        return {name: value for name in names if only is None or name in only}
+
+    def _keras_data(self, x, y, n_steps, method):
+        """Check inputs and targets and name them as the Keras model does."""
+        node_names = self._input_nodes()
+        if x is not None and not isinstance(x, dict):
+            if len(node_names) != 1:
+                raise ValidationError(
+                    f"x must be a dict of Node -> array when the network has "
+                    f"{len(node_names)} input Nodes; got {type(x).__name__}",
+                    attr="x",
+                )
+            x = {next(iter(node_names)): x}
+        if y is not None and not isinstance(y, dict):
+            if len(self.model.probes) != 1:
+                raise ValidationError(
+                    f"y must be a dict of Probe -> array when the network has "
+                    f"{len(self.model.probes)} probes; got {type(y).__name__}",
+                    attr="y",
+                )
+            y = {self.model.probes[0]: y}
+
+        arrays = []  # (description, array)
+        xk = {}
+        for key, value in (x or {}).items():
+            node = find_node(self.model, key)
+            if node not in node_names:
+                raise ValidationError(
+                    f"{node} has inputs (size_in={node.size_in}) or no output, so "
+                    "it cannot be given data; feed a Node with size_in=0 instead",
+                    attr="x",
+                    obj=node,
+                )
+            array = self._check_array(value, node, node.size_out, "x")
+            arrays.append((f"Input data for {node}", array))
+            xk[node_names[node]] = array
+        yk = {}
+        for key, value in (y or {}).items():
+            probe = self._find_probe(key)
+            size = int(np.prod(self.model.sig[probe]["in"].shape))
+            array = self._check_array(value, probe, size, "y")
+            arrays.append((f"Targets for {probe}", array))
+            yk[self._output_name(probe)] = array
+
+        batch = arrays[0][1].shape[0] if arrays else self.minibatch_size
+        steps = arrays[0][1].shape[1] if arrays else n_steps
+        if steps is None:
+            raise ValidationError(
+                f"{method} needs n_steps when no input data is given", attr="n_steps"
+            )
+        for what, array in arrays:
+            if array.shape[:2] != (batch, steps):
+                raise ValidationError(
+                    f"{what} has {array.shape[0]} items of {array.shape[1]} steps; "
+                    f"expected {batch} items of {steps} steps, like "
+                    f"{arrays[0][0][0].lower()}{arrays[0][0][1:]}",
+                    attr="x",
+                )
+        if n_steps is not None and int(n_steps) != steps:
+            raise ValidationError(
+                f"n_steps={n_steps} does not match the data, which has {steps} steps",
+                attr="n_steps",
+            )
+        if batch % self.minibatch_size != 0:
+            raise ValidationError(
+                f"The number of items ({batch}) must be a multiple of the Simulator's "
+                f"minibatch_size ({self.minibatch_size})",
+                attr="x",
+            )
+        if not xk:
+            xk[STEPS_INPUT] = np.zeros((batch, steps), self._layout.dtype)
+        if y is not None and method in ("fit", "evaluate"):
+            missing = [name for name in sorted(self._loss_outputs) if name not in yk]
+            if missing:
+                raise ValidationError(
+                    f"Probes {missing} have a loss (set in compile) but no targets "
+                    "in y; give y[probe] of shape (batch, n_steps, size) for each",
+                    attr="y",
+                )
+            extra = [name for name in yk if name not in self._loss_outputs]
+            if extra:
+                raise ValidationError(
+                    f"y has targets for probes {extra}, which have no loss; give "
+                    "them a loss in compile or leave them out of y",
+                    attr="y",
+                )
+        return xk, (yk if y is not None else None)
+
+    def _check_array(self, value, obj, size, attr):
+        array = np.asarray(value)
+        if array.ndim != 3 or array.shape[2] != size:
+            hint = " Add the batch axis with x[None]." if array.ndim == 2 else ""
+            raise ValidationError(
+                f"Data for {obj} must have shape (batch, n_steps, {size}); got "
+                f"{array.shape}.{hint}",
+                attr=attr,
+                obj=obj,
+            )
+        if not np.issubdtype(array.dtype, np.number):
+            raise ValidationError(
+                f"Data for {obj} must be numeric; got dtype {array.dtype}",
+                attr=attr,
+                obj=obj,
+            )
+        return array.astype(self._layout.dtype, copy=False)
+
+
+def unique_names(objects, prefix) -> dict:
+    """Object -> its label where unique, else ``<prefix><index>``."""
+    labels = [obj.label for obj in objects]
+    return {
+        obj: obj.label
+        if obj.label and labels.count(obj.label) == 1 and obj.label != STEPS_INPUT
+        else f"{prefix}{i}"
+        for i, obj in enumerate(objects)
+    }
