@@ -89,7 +89,9 @@ def configure_settings(**options):
     dtype : "float32" or "float64"
         Floating point precision of the simulation.
     keep_history : bool
-        Whether probes keep every step (False: only the last).
+        Whether probes keep every step (False: only the last); adds a
+        ``keep_history`` config parameter to this network's Probes, so that
+        ``net.config[probe].keep_history`` sets it per probe.
     stateful : bool
         Whether state carries over between calls.
     use_loop : bool
@@ -117,6 +119,8 @@ def configure_settings(**options):
             )
     if "trainable" in options:
         add_trainable(config, options["trainable"])
+    if "keep_history" in options:
+        add_object_setting(config, nengo.Probe, "keep_history", options["keep_history"])
     if nengo.Network not in config.params:
         config.configures(nengo.Network)
     params = config[nengo.Network]
@@ -131,20 +135,23 @@ def configure_settings(**options):
 
 def add_trainable(config, default) -> None:
     """Give the trainable classes a ``trainable`` parameter in ``config``."""
-    if default is not None and not isinstance(default, bool):
-        raise ValidationError(
-            f"trainable must be True, False or None; got {default!r}",
-            attr="trainable",
-        )
     for cls in TRAINABLE_CLASSES:
         # Neurons (biases) follow their Ensemble unless set themselves
-        value = None if cls is Neurons else default
-        if cls not in config.params:
-            config.configures(cls)
-        params = config[cls]
-        if "trainable" not in params._extra_params:
-            params.set_param(
-                "trainable", BoolParam("trainable", default=value, optional=True)
-            )
-        else:
-            params.trainable = value
+        add_object_setting(
+            config, cls, "trainable", None if cls is Neurons else default
+        )
+
+
+def add_object_setting(config, cls, name, default) -> None:
+    """Give ``cls`` a boolean config parameter ``name`` with this default."""
+    if default is not None and not isinstance(default, bool):
+        raise ValidationError(
+            f"{name} must be True, False or None; got {default!r}", attr=name
+        )
+    if cls not in config.params:
+        config.configures(cls)
+    params = config[cls]
+    if name not in params._extra_params:
+        params.set_param(name, BoolParam(name, default=default, optional=True))
+    else:
+        setattr(params, name, default)

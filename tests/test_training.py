@@ -425,3 +425,110 @@ def test_python_node_blocks_gradient_but_trains_around_it():
         sim.fit({inp: x}, {p: x}, verbose=0)
         np.testing.assert_array_equal(np.asarray(sim._params[enc]), before[enc])
         assert not np.allclose(np.asarray(sim._params[dec]), before[dec])
+
+
+def test_keep_history():
+    """keep_history=False (globally or per probe) keeps only the last step."""
+    steps = 12
+    x = np.random.RandomState(3).uniform(-1, 1, size=(MB, steps, 1))
+    net = ramp_net(synapse=0.01)
+    with net:
+        nengo_jax.configure_settings(keep_history=True)
+        net.config[net.p_ens].keep_history = False
+    ref = ramp_net(synapse=0.01)
+    with nengo_jax.Simulator(ref, minibatch_size=MB, progress_bar=False) as sim:
+        sim.run_steps(steps, data={ref.inp: x})
+        full = {name: sim.data[getattr(ref, name)] for name in ("p", "p_ens")}
+    with nengo_jax.Simulator(net, minibatch_size=MB, progress_bar=False) as sim:
+        out = sim.predict({net.inp: x})
+        assert out[net.p_ens].shape == (MB, 1, 1)
+        assert_allclose(out[net.p_ens], full["p_ens"][:, -1:])
+        assert_allclose(out[net.p], full["p"])
+        sim.run_steps(steps, data={net.inp: x})
+        assert sim.data[net.p_ens].shape == (MB, 1, 1)
+        assert_allclose(sim.data[net.p_ens], full["p_ens"][:, -1:])
+        # targets of a last-step probe have one step
+        out = sim.predict({net.inp: x})  # (from the state the run left)
+        sim.compile(loss={net.p_ens: "mse"})
+        result = sim.evaluate(
+            {net.inp: x}, {net.p_ens: np.zeros((MB, 1, 1))}, verbose=0
+        )
+        assert result["loss"] == pytest.approx(np.mean(out[net.p_ens] ** 2), rel=1e-5)
+        with pytest.raises(ValidationError, match="keeps only the last step"):
+            sim.evaluate({net.inp: x}, {net.p_ens: np.zeros((MB, steps, 1))})
+    with ramp_net() as net2:
+        nengo_jax.configure_settings(keep_history=False)
+    with nengo_jax.Simulator(net2, progress_bar=False) as sim:
+        sim.run_steps(7)
+        assert sim.data[net2.p].shape == (1, 1)
+
+
+def test_stateful_setting_off():
+    """stateful=False: every call starts from the initial state."""
+    net = ramp_net(synapse=0.01)
+    with net:
+        nengo_jax.configure_settings(stateful=False)
+    with nengo_jax.Simulator(net, progress_bar=False) as sim:
+        sim.run_steps(10)
+        first = sim.data[net.p_ens].copy()
+        sim.run_steps(10)
+        np.testing.assert_array_equal(sim.data[net.p_ens][10:], first)
+        with pytest.warns(UserWarning, match="stateful=True is ignored"):
+            out = sim.predict(n_steps=10, stateful=True)
+        assert_allclose(out[net.p_ens][0], first)
+
+
+def test_use_loop_off():
+    """use_loop=False: exactly unroll_simulation steps per call, no loop."""
+    net = ramp_net(synapse=0.01)
+    with net:
+        nengo_jax.configure_settings(use_loop=False)
+    with nengo_jax.Simulator(net, unroll_simulation=5, progress_bar=False) as sim:
+        sim.run_steps(5)
+        sim.run_steps(5)
+        unrolled = sim.data[net.p_ens]
+        with pytest.raises(ValidationError, match="exactly unroll_simulation=5"):
+            sim.run_steps(3)
+        with pytest.raises(ValidationError, match="exactly unroll_simulation=5"):
+            sim.predict(n_steps=4)
+    with nengo_jax.Simulator(ramp_net(synapse=0.01), progress_bar=False) as sim:
+        sim.run_steps(10)
+        assert_allclose(unrolled, sim.data[sim.model.probes[1]])
+
+
+def test_check_gradients(monkeypatch):
+    net = ramp_net(nengo.LIFRate(), synapse=0.01)
+    with nengo_jax.Simulator(net, minibatch_size=MB, progress_bar=False) as sim:
+        worst = sim.check_gradients(n_steps=5)
+        assert (
+            set(worst) == {v.name for v in sim.keras_model.trainable_variables}
+            and max(worst.values()) <= 1
+        )
+
+    # a rate whose gradient is twice the truth is caught
+    import jax
+
+    import nengo_jax.neurons as neurons
+
+    @jax.custom_jvp
+    def wrong(J, tau_rc, tau_ref, amplitude):
+        p = {"tau_rc": tau_rc, "tau_ref": tau_ref, "amplitude": amplitude}
+        return neurons.rate.lif_rate_output(J, p)
+
+    @wrong.defjvp
+    def wrong_jvp(primals, tangents):
+        value, dvalue = jax.jvp(wrong.fun, primals, tangents)
+        return value, 2 * dvalue
+
+    def bad_rate(dt, J, state, p, noise=None):
+        return wrong(J, p["tau_rc"], p["tau_ref"], p["amplitude"]), state
+
+    maths = neurons.MATHS[nengo.LIFRate]
+    monkeypatch.setitem(
+        neurons.MATHS,
+        nengo.LIFRate,
+        type(maths)(bad_rate, bad_rate, params=maths.params),
+    )
+    with nengo_jax.Simulator(net, minibatch_size=MB, progress_bar=False) as sim:
+        with pytest.raises(SimulationError, match="Gradient mismatch in parameter"):
+            sim.check_gradients(n_steps=5)

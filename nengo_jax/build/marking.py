@@ -1,4 +1,4 @@
-"""Which built signals training may change, from the networks' ``trainable`` config.
+"""Per-object settings from the networks' config: ``trainable``, ``keep_history``.
 
 By default (as in NengoDL) training changes connection weights (decoders or
 neuron-to-neuron weights), ensemble encoders and neuron biases. Signals that an
@@ -24,7 +24,7 @@ def networks_of(network) -> dict:
 
     def visit(net, chain):
         chain = chain + [net]
-        for obj in net.ensembles + net.connections:
+        for obj in net.ensembles + net.connections + net.probes:
             chains[obj] = chain
             if isinstance(obj, nengo.Ensemble):
                 chains[obj.neurons] = chain
@@ -35,31 +35,38 @@ def networks_of(network) -> dict:
     return chains
 
 
-def explicit_trainable(obj, chain):
-    """The ``trainable`` value set for ``obj`` in the lowest network that sets one.
+def explicit_value(obj, chain, name="trainable"):
+    """The config value ``name`` set for ``obj`` in the lowest network setting one.
 
     Returns None if no network in ``chain`` says anything about ``obj``.
     """
     for net in reversed(chain):
         params = net.config.params
         instance = params.get(obj)
-        if instance is not None and _has_trainable(instance._clsparams):
-            if instance in instance._clsparams.get_param("trainable"):
-                value = instance.trainable
+        if instance is not None and name in instance._clsparams._extra_params:
+            if instance in instance._clsparams.get_param(name):
+                value = getattr(instance, name)
                 if value is not None:
                     return value
         for cls in type(obj).__mro__:
             clsparams = params.get(cls)
-            if clsparams is not None and _has_trainable(clsparams):
-                value = clsparams.trainable
+            if clsparams is not None and name in clsparams._extra_params:
+                value = getattr(clsparams, name)
                 if value is not None:
                     return value
                 break
     return None
 
 
-def _has_trainable(clsparams) -> bool:
-    return "trainable" in clsparams._extra_params
+def keep_history(network) -> dict:
+    """Probe -> whether it keeps every step (the ``keep_history`` config)."""
+    if network is None:
+        return {}
+    return {
+        obj: explicit_value(obj, chain, "keep_history") is not False
+        for obj, chain in networks_of(network).items()
+        if isinstance(obj, nengo.Probe)
+    }
 
 
 def trainable_signals(model, network) -> list:
@@ -78,7 +85,7 @@ def trainable_signals(model, network) -> list:
     signals = []
 
     def decide(obj, default=True):
-        value = explicit_trainable(obj, chains.get(obj, [network]))
+        value = explicit_value(obj, chains.get(obj, [network]))
         return default if value is None else bool(value)
 
     for obj in chains:

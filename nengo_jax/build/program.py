@@ -29,24 +29,45 @@ class Program:
         Batch size ``B``.
     unroll : int
         ``lax.scan`` unroll factor (the Simulator's ``unroll_simulation``).
+    last_only : set of str
+        Keys of the probes that keep only their last step (``keep_history``).
+    use_loop : bool
+        Whether the time loop is a ``lax.scan`` (False: a Python loop, unrolled
+        into the program).
     """
 
-    def __init__(self, builders, layout, probes, dt, minibatch_size, unroll=1):
+    def __init__(
+        self,
+        builders,
+        layout,
+        probes,
+        dt,
+        minibatch_size,
+        unroll=1,
+        last_only=(),
+        use_loop=True,
+    ):
         self.builders = builders
         self.layout = layout
         self.probes = list(probes)
         self.dt = dt
         self.minibatch_size = minibatch_size
         self.unroll = unroll
+        self.use_loop = use_loop
         streams = (s for b in builders for s in b.host_streams)
         for i, stream in enumerate(streams):
             stream.key = f"stream{i}"
-        # probe outputs travel to the host packed in one array: one transfer
-        self.probe_slices, start = {}, 0
-        for key, sig in self.probes:
-            size = int(np.prod(sig.shape))
-            self.probe_slices[key] = (start, start + size, tuple(sig.shape))
-            start += size
+        # probe outputs travel to the host packed in two arrays (every step, and
+        # the last step only): one transfer each
+        self.history = [(k, sig) for k, sig in self.probes if k not in last_only]
+        self.last_only = [(k, sig) for k, sig in self.probes if k in last_only]
+        self.probe_slices = {}
+        for part, probes in enumerate((self.history, self.last_only)):
+            start = 0
+            for key, sig in probes:
+                size = int(np.prod(sig.shape))
+                self.probe_slices[key] = (part, start, start + size, tuple(sig.shape))
+                start += size
         self._skip_cache = {}
         #: Number of times the program was traced (each trace compiles).
         self.trace_count = 0
@@ -105,33 +126,61 @@ class Program:
 
     def _run(self, params, state, xs, n_steps, fed=(), training=False):
         self.trace_count += 1
+        last = {
+            k: jnp.zeros((self.minibatch_size,) + sig.shape, self.layout.dtype)
+            for k, sig in self.last_only
+        }
 
         def body(carry, xs_t):
-            return self.step(params, carry, xs_t, fed, training)
+            state, last = carry
+            state, outputs = self.step(params, state, xs_t, fed, training)
+            last = {k: outputs.pop(k) for k in last}
+            return (state, last), outputs
 
-        state, outputs = jax.lax.scan(
-            body, state, xs, length=n_steps, unroll=max(1, min(self.unroll, n_steps))
-        )
-        # (scan returns dicts with sorted keys: index by key, in probe order)
-        packed = [
-            outputs[key]
-            .reshape((n_steps, self.minibatch_size, -1))
-            .astype(self.layout.dtype)
-            for key, _ in self.probes
-        ]
-        if not packed:
-            return state, jnp.zeros(
-                (n_steps, self.minibatch_size, 0), self.layout.dtype
+        if self.use_loop:
+            (state, last), outputs = jax.lax.scan(
+                body,
+                (state, last),
+                xs,
+                length=n_steps,
+                unroll=max(1, min(self.unroll, n_steps)),
             )
-        return state, jnp.concatenate(packed, axis=-1)
+        else:  # every step written out in the program, no loop
+            steps = []
+            for t in range(n_steps):
+                xs_t = jax.tree_util.tree_map(lambda x, t=t: x[t], xs)
+                (state, last), outputs = body((state, last), xs_t)
+                steps.append(outputs)
+            outputs = jax.tree_util.tree_map(lambda *x: jnp.stack(x), *steps)
+        # (scan returns dicts with sorted keys: index by key, in probe order)
+        return state, (
+            self._pack([outputs[k] for k, _ in self.history], n_steps),
+            self._pack([last[k] for k, _ in self.last_only], 1),
+        )
 
-    def unpack(self, packed: np.ndarray) -> dict:
-        """Probe key -> ``(n_steps, B) + shape`` from `run`'s packed output."""
-        lead = packed.shape[:2]
-        return {
-            key: packed[..., start:stop].reshape(lead + shape)
-            for key, (start, stop, shape) in self.probe_slices.items()
-        }
+    def _pack(self, values, n_steps):
+        B, dtype = self.minibatch_size, self.layout.dtype
+        if not values:
+            return jnp.zeros((n_steps, B, 0), dtype)
+        return jnp.concatenate(
+            [v.reshape((n_steps, B, -1)).astype(dtype) for v in values], axis=-1
+        )
+
+    def unpack(self, outputs, flat=False) -> dict:
+        """Probe key -> ``(n_steps, B) + shape`` from `run`'s packed outputs.
+
+        Probes that keep only their last step have ``n_steps == 1``. With
+        ``flat``, the probe shape is flattened to its size. Works on NumPy and
+        JAX arrays alike.
+        """
+        unpacked = {}
+        for key, (part, start, stop, shape) in self.probe_slices.items():
+            value = outputs[part]
+            lead = value.shape[:2]
+            unpacked[key] = value[..., start:stop].reshape(
+                lead + ((stop - start,) if flat else shape)
+            )
+        return unpacked
 
 
 def new_rng_state(seed: int):

@@ -136,15 +136,15 @@ class SimulatorModel(keras.Model):
             params[key] = value
         state = {key: var.value for key, var in self.state_vars.items()}
         xs.update(self._streams(fed, state, n_steps))
-        new_state, packed = self.program.run(
+        new_state, outputs = self.program.run(
             params, state, xs, n_steps=n_steps, fed=fed, training=training
         )
         keep = self.stateful.value
         for key, var in self.state_vars.items():
             var.assign(jnp.where(keep, new_state[key], var.value))
-        slices = self.program.probe_slices
+        outputs = self.program.unpack(outputs, flat=True)
         return {
-            name: jnp.swapaxes(packed[..., slices[key][0] : slices[key][1]], 0, 1)
+            name: jnp.swapaxes(outputs[key], 0, 1)
             for name, key in self.output_keys.items()
         }
 

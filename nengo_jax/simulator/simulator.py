@@ -24,6 +24,7 @@ from nengo.utils.simulator import operator_dependency_graph
 
 import nengo_jax.ops  # noqa: F401  (registers the operator builders)
 from nengo_jax.build.layout import Layout
+from nengo_jax.build.marking import keep_history
 from nengo_jax.build.program import RNG_KEY, Program, new_rng_state
 from nengo_jax.build.registry import BuildContext, builder_for
 from nengo_jax.config import Settings
@@ -172,6 +173,12 @@ class Simulator(KerasMethods, LegacyTraining):
             dt=model.dt,
             minibatch_size=self.minibatch_size,
             unroll=self.unroll_simulation,
+            last_only={
+                self._probe_keys[p]
+                for p, keep in keep_history(model.toplevel).items()
+                if not keep and p in self._probe_keys
+            },
+            use_loop=self.settings.use_loop,
         )
 
     # -- properties ---------------------------------------------------------------
@@ -396,6 +403,7 @@ class Simulator(KerasMethods, LegacyTraining):
             )
         if n_steps == 0:
             return
+        self._check_steps(n_steps)
         node_data = check_node_data(self.model, data, n_steps, self.minibatch_size)
         if progress_bar is None:
             progress_bar = self.progress_bar
@@ -408,13 +416,25 @@ class Simulator(KerasMethods, LegacyTraining):
             self._run(n_steps, node_data)
             pt.total_progress.step(n_steps)
 
+    def _check_steps(self, n_steps):
+        if not self.settings.use_loop and n_steps != self.unroll_simulation:
+            raise ValidationError(
+                "This Simulator has no loop over time (configure_settings("
+                "use_loop=False)): every call runs exactly unroll_simulation="
+                f"{self.unroll_simulation} steps; got {n_steps}",
+                attr="n_steps",
+                obj=self,
+            )
+
     def _run(self, n_steps, node_data):
         """Run the program; on any error, leave state and probe data untouched."""
         program, layout = self._program, self._layout
         # order the fed signals by their Node's build order: one compile per set
         nodes = sorted(node_data, key=self._node_index.__getitem__)
         fed = tuple(self.model.sig[node]["out"] for node in nodes)
-        steps = np.arange(self._n_steps + 1, self._n_steps + n_steps + 1)
+        # without stateful, every run starts from the initial state (and time)
+        first = self._n_steps if self.settings.stateful else 0
+        steps = np.arange(first + 1, first + n_steps + 1)
         xs = {}
         for stream in program.active_streams(fed):
             xs[stream.key] = stream.compute(steps, self.dt)
@@ -425,19 +445,24 @@ class Simulator(KerasMethods, LegacyTraining):
                 state, outputs = program.run(
                     self._params, self._state, xs, n_steps=n_steps, fed=fed
                 )
-                outputs = program.unpack(np.asarray(outputs))
+                outputs = program.unpack(jax.device_get(outputs))
         except Exception:
             original = _callback_error(program)
             if original is None:
                 raise
             raise original from original.__cause__
-        self._state = state
+        if self.settings.stateful:
+            self._state = state
         self._record(outputs, steps)
         self._n_steps += n_steps
 
     def _record(self, outputs, steps):
+        last_only = {key for key, _ in self._program.last_only}
         for probe, key in self._probe_keys.items():
             values = outputs[key]
+            if key in last_only:  # keep_history=False: only the latest step
+                self._probe_chunks[probe] = [np.swapaxes(values, 0, 1)]
+                continue
             if probe.sample_every is not None:
                 period = probe.sample_every / self.dt
                 values = values[steps % period < 1]

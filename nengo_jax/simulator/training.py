@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import warnings
 
+import jax
+import jax.numpy as jnp
 import keras
 import numpy as np
 from nengo import Probe
@@ -245,11 +247,108 @@ class KerasMethods:
             )
         return self._by_probe(self._keras_call("predict_on_batch", stateful, x))
 
+    def check_gradients(
+        self, x=None, n_steps=10, n_elements=4, atol=1e-4, rtol=1e-2, seed=0
+    ):
+        """Compare autodiff gradients with finite differences; raise on a mismatch.
+
+        The function checked is a fixed random projection of every probe's
+        output over ``n_steps`` steps of the training model (rates, as in
+        `fit`), from the current state. For each trainable parameter,
+        ``n_elements`` random elements are moved by a small step either way.
+        Finite differences are inexact where a perturbation crosses a kink
+        (e.g. a neuron's firing threshold).
+
+        Parameters
+        ----------
+        x : dict
+            Input data for one minibatch, as in `predict` (default: the Nodes'
+            own outputs).
+        n_steps : int
+            Number of steps (with ``x``: its number of steps).
+        atol, rtol : float
+            A gradient element fails if ``|autodiff - finite difference|``
+            exceeds ``atol + rtol * max(|autodiff|, |finite difference|)``.
+
+        Returns
+        -------
+        dict
+            Parameter key -> the largest mismatch (in units of the tolerance).
+        """
+        model = self.keras_model
+        x, _ = self._keras_data(x, None, None if x else n_steps, "check_gradients")
+        x = {k: v[: self.minibatch_size] for k, v in x.items()}
+        rng = np.random.RandomState(seed)
+        with self._jax_scope():
+            model.set_values(self._params, self._state, stateful=False)
+            if not model.built:
+                model(x)
+            variables = model.trainable_variables
+            if not variables:
+                raise SimulationError("The model has no trainable parameters")
+            fixed = [v.value for v in model.non_trainable_variables]
+            shapes = jax.eval_shape(lambda: model(x, training=True))
+            weights = {
+                k: rng.uniform(-1, 1, size=s.shape).astype(s.dtype)
+                for k, s in shapes.items()
+            }
+
+            @jax.jit
+            def project(trainable):
+                out, _ = model.stateless_call(trainable, fixed, x, training=True)
+                return sum(jnp.sum(weights[k] * out[k]) for k in weights)
+
+            values = [v.value for v in variables]
+            grads = jax.grad(project)(values)
+            worst = {}
+            for i, var in enumerate(variables):
+                key = next(k for k, v in model.param_vars.items() if v is var)
+                flat = np.asarray(values[i]).ravel()
+                mask = model.masks.get(key)
+                candidates = np.flatnonzero(
+                    np.ones(flat.size, bool) if mask is True else np.ravel(mask)
+                )
+                picks = rng.choice(
+                    candidates, min(n_elements, candidates.size), replace=False
+                )
+                grad = np.asarray(grads[i]).ravel()
+                for j in picks:
+                    h = 1e-2 * max(1.0, abs(float(flat[j])))
+                    moved = []
+                    for sign in (1, -1):
+                        value = flat.copy()
+                        value[j] += sign * h
+                        trial = list(values)
+                        trial[i] = jnp.asarray(value.reshape(var.shape), var.dtype)
+                        moved.append(float(project(trial)))
+                    numeric = (moved[0] - moved[1]) / (2 * h)
+                    tol = atol + rtol * max(abs(numeric), abs(float(grad[j])))
+                    ratio = abs(numeric - float(grad[j])) / tol
+                    if ratio > worst.get(key, (0,))[0]:
+                        worst[key] = (ratio, int(j), float(grad[j]), numeric)
+        bad = max(worst.items(), key=lambda kv: kv[1][0], default=None)
+        if bad is not None and bad[1][0] > 1:
+            key, (ratio, j, auto, numeric) = bad
+            raise SimulationError(
+                f"Gradient mismatch in parameter {key!r}, element {j}: autodiff "
+                f"{auto:.6g}, finite differences {numeric:.6g} ({ratio:.1f} times "
+                "the tolerance)"
+            )
+        return {key: value[0] for key, value in worst.items()}
+
     # -- helpers --------------------------------------------------------------------
 
     def _keras_call(self, method, stateful, *args, **kwargs):
         """Run a Keras method; the simulator changes only if it succeeds."""
         model = self.keras_model
+        if stateful and not self.settings.stateful:
+            warnings.warn(
+                f"stateful=True is ignored by {method}: this Simulator keeps no "
+                "state between calls (configure_settings(stateful=False))",
+                UserWarning,
+                stacklevel=3,
+            )
+            stateful = False
         with self._jax_scope():
             model.set_values(self._params, self._state, stateful)
             try:
@@ -356,7 +455,7 @@ class KerasMethods:
                 )
             y = {self.model.probes[0]: y}
 
-        arrays = []  # (description, array)
+        arrays = []  # (description, array, whether it has only the last step)
         xk = {}
         for key, value in (x or {}).items():
             node = find_node(self.model, key)
@@ -368,28 +467,32 @@ class KerasMethods:
                     obj=node,
                 )
             array = self._check_array(value, node, node.size_out, "x")
-            arrays.append((f"Input data for {node}", array))
+            arrays.append((f"Input data for {node}", array, False))
             xk[node_names[node]] = array
+        last_only = {key for key, _ in self._program.last_only}
         yk = {}
         for key, value in (y or {}).items():
             probe = self._find_probe(key)
             size = int(np.prod(self.model.sig[probe]["in"].shape))
             array = self._check_array(value, probe, size, "y")
-            arrays.append((f"Targets for {probe}", array))
+            last = self._probe_keys[probe] in last_only
+            arrays.append((f"Targets for {probe}", array, last))
             yk[self._output_name(probe)] = array
 
+        full = [a for _, a, last in arrays if not last]
         batch = arrays[0][1].shape[0] if arrays else self.minibatch_size
-        steps = arrays[0][1].shape[1] if arrays else n_steps
+        steps = full[0].shape[1] if full else n_steps
         if steps is None:
             raise ValidationError(
                 f"{method} needs n_steps when no input data is given", attr="n_steps"
             )
-        for what, array in arrays:
-            if array.shape[:2] != (batch, steps):
+        for what, array, last in arrays:
+            expected = (batch, 1 if last else steps)
+            if array.shape[:2] != expected:
+                kept = " (keep_history=False keeps only the last step)" if last else ""
                 raise ValidationError(
                     f"{what} has {array.shape[0]} items of {array.shape[1]} steps; "
-                    f"expected {batch} items of {steps} steps, like "
-                    f"{arrays[0][0][0].lower()}{arrays[0][0][1:]}",
+                    f"expected {expected[0]} items of {expected[1]} steps{kept}",
                     attr="x",
                 )
         if n_steps is not None and int(n_steps) != steps:
@@ -397,6 +500,7 @@ class KerasMethods:
                 f"n_steps={n_steps} does not match the data, which has {steps} steps",
                 attr="n_steps",
             )
+        self._check_steps(steps)
         if batch % self.minibatch_size != 0:
             raise ValidationError(
                 f"The number of items ({batch}) must be a multiple of the Simulator's "
