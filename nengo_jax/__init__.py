@@ -14,13 +14,16 @@ from nengo_jax.neurons.types import (  # noqa: E402
     SpikingLeakyReLU,
 )
 from nengo_jax.simulator import Simulator  # noqa: E402
+from nengo_jax.tensor_node import Layer, TensorNode  # noqa: E402
 from nengo_jax.version import __version__  # noqa: E402
 
 __all__ = [
+    "Layer",
     "LeakyReLU",
     "Simulator",
     "SoftLIFRate",
     "SpikingLeakyReLU",
+    "TensorNode",
     "callbacks",
     "configure_settings",
     "losses",

@@ -1,7 +1,8 @@
 """Per-object settings from the networks' config: ``trainable``, ``keep_history``.
 
 By default (as in NengoDL) training changes connection weights (decoders or
-neuron-to-neuron weights), ensemble encoders and neuron biases. Signals that an
+neuron-to-neuron weights), ensemble encoders, neuron biases, and the trainable
+weights of Keras layers in TensorNodes. Signals that an
 operator writes (e.g. weights under an online learning rule) are simulation
 state, never trained. ``configure_settings(trainable=...)`` adds a
 ``trainable`` parameter to the configurable objects of a network; an explicit
@@ -14,8 +15,10 @@ from __future__ import annotations
 import nengo
 from nengo.ensemble import Neurons
 
+from nengo_jax.tensor_node import TensorNode, is_layer
+
 #: The classes that get a ``trainable`` config parameter.
-TRAINABLE_CLASSES = (nengo.Ensemble, nengo.Connection, Neurons)
+TRAINABLE_CLASSES = (nengo.Ensemble, nengo.Connection, Neurons, TensorNode)
 
 
 def networks_of(network) -> dict:
@@ -24,7 +27,7 @@ def networks_of(network) -> dict:
 
     def visit(net, chain):
         chain = chain + [net]
-        for obj in net.ensembles + net.connections + net.probes:
+        for obj in net.ensembles + net.connections + net.probes + net.nodes:
             chains[obj] = chain
             if isinstance(obj, nengo.Ensemble):
                 chains[obj.neurons] = chain
@@ -98,6 +101,10 @@ def trainable_signals(model, network) -> list:
         elif isinstance(obj, nengo.Ensemble):
             if sigs.get("encoders") is not None and decide(obj):
                 signals.append(sigs["encoders"])
+        elif isinstance(obj, TensorNode) and is_layer(obj.tensor_func):
+            for i, var in enumerate(obj.tensor_func.weights):
+                if var.trainable and decide(obj):
+                    signals.append(sigs[f"weight{i}"])
         elif isinstance(obj, Neurons):
             # the neurons' own setting first, then their ensemble's
             bias = sigs.get("bias")

@@ -8,4 +8,5 @@ from nengo_jax.ops import (  # noqa: F401
     neurons,
     processes,
     pyfunc,
+    tensor_node,
 )
