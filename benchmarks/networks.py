@@ -144,17 +144,24 @@ def chain(
     seed: int = 0,
     n_ensembles: int = 10,
     n_neurons: int = 1000,
+    synapse: float | None = 0.005,
+    probe_synapse: float | None = 0.01,
 ) -> Benchmark:
-    """``n_ensembles`` 1-D ensembles of ``n_neurons``, each driving the next."""
+    """``n_ensembles`` 1-D ensembles of ``n_neurons``, each driving the next.
+
+    ``synapse=None`` (on every connection) lets an input reach the output in
+    one step, which is how the training benchmark uses it.
+    """
     n_neurons = scaled(n_neurons, scale)
     with nengo.Network(label="chain", seed=seed) as net:
         net.config[nengo.Ensemble].neuron_type = neuron_type
-        stim = nengo.Node(_white())
+        net.config[nengo.Connection].synapse = synapse
+        stim = nengo.Node(_white(), label="stim")
         ensembles = [nengo.Ensemble(n_neurons, 1) for _ in range(n_ensembles)]
         nengo.Connection(stim, ensembles[0])
         for pre, post in zip(ensembles[:-1], ensembles[1:], strict=True):
             nengo.Connection(pre, post)
-        probe = nengo.Probe(ensembles[-1], synapse=0.01)
+        probe = nengo.Probe(ensembles[-1], synapse=probe_synapse)
     return Benchmark(net, probe, _count(net))
 
 

@@ -45,24 +45,35 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def header_lines(args: argparse.Namespace) -> list[str]:
+def machine_lines(title: str) -> list[str]:
+    """A report's title, the command that made it, the machine and the versions."""
+    import keras
+
     command = shlex.join(getattr(sys, "orig_argv", [sys.executable] + sys.argv))
-    lines = [
-        f"# nengo-jax benchmarks, {datetime.date.today().isoformat()}",
+    return [
+        f"# {title}, {datetime.date.today().isoformat()}",
         "",
         f"- Command: `{command}`",
         f"- CPU: {cpu_model()}; {os.cpu_count()} cores "
         f"({len(os.sched_getaffinity(0))} usable by this process)",
         f"- Python {platform.python_version()}, nengo {nengo.__version__}, "
         f"jax {jax.__version__}, jaxlib {jax.lib.__version__}, "
-        f"numpy {np.__version__}, nengo_jax {nengo_jax.__version__}",
+        f"keras {keras.__version__}, numpy {np.__version__}, "
+        f"nengo_jax {nengo_jax.__version__}",
         f"- JAX backend: {jax.default_backend()} ({jax.devices()[0].device_kind})",
-        f"- Settings: {args.steps} steps per run, {args.repeats} timed repeats, "
-        f"scale {args.scale:g}, dt 0.001, seed {args.seed}",
         "- Load average at start (1, 5, 15 min): "
         + ", ".join(f"{x:.2f}" for x in os.getloadavg()),
         f"- XLA_FLAGS: `{os.environ.get('XLA_FLAGS', '')}`",
     ]
+
+
+def header_lines(args: argparse.Namespace) -> list[str]:
+    lines = machine_lines("nengo-jax benchmarks")
+    lines.insert(
+        -2,
+        f"- Settings: {args.steps} steps per run, {args.repeats} timed repeats, "
+        f"scale {args.scale:g}, dt 0.001, seed {args.seed}",
+    )
     return lines
 
 

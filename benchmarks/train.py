@@ -1,0 +1,177 @@
+r"""Time training (``Simulator.fit``) on the benchmark networks.
+
+Two workloads, from the training issue:
+
+- ``integrator``: the 128-D LIF integrator array (32 neurons per dimension),
+  one fit epoch of 64 examples x 1000 steps at minibatch 64 (BPTT through all
+  1000 steps), targets the input's running integral;
+- ``chain``: the 10 x 1000-neuron LIF chain with ``synapse=None`` on its
+  connections, trained to the identity on 4096 examples x 1 step, 5 epochs,
+  minibatch 32, RMSprop(0.01).
+
+``nengo.Simulator`` cannot train; for scale, the report gives its time to run
+the same examples forward once (sequentially, spiking), measured in this run.
+NengoDL 3.6 (which cannot be installed next to current TensorFlow) took 35-49 s
+for the chain fit on this machine type, per the issue. Example::
+
+    .venv/bin/python benchmarks/train.py --out benchmarks/results/train-cpu-$(date +%F).md
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import nengo
+import numpy as np
+from networks import chain, integrator
+from report import machine_lines
+
+import nengo_jax  # noqa: F401  (sets KERAS_BACKEND before keras is imported)
+import keras  # noqa: E402, I001
+
+
+def input_node(net):
+    (node,) = [n for n in net.all_nodes if n.size_in == 0]
+    return node
+
+
+def nengo_forward_s(net, probe, node, x, n_items):
+    """Seconds for nengo.Simulator to run ``n_items`` examples of ``x``, forward."""
+    values = {"x": x[0, 0]}
+    node.output = lambda t: values["x"]
+    with nengo.Simulator(net, progress_bar=False) as sim:
+        start = time.perf_counter()
+        for i in range(n_items):
+            sim.reset()
+            for t in range(x.shape[1]):
+                values["x"] = x[i, t]
+                sim.step()
+        return time.perf_counter() - start
+
+
+def time_fit(name, bench, x, y, minibatch, epochs, optimizer, forward_items):
+    net, probe = bench.net, bench.probe
+    node = input_node(net)
+    row = {"workload": name, "neurons": bench.n_neurons, "items": len(x)}
+    start = time.perf_counter()
+    with nengo_jax.Simulator(net, minibatch_size=minibatch, progress_bar=False) as sim:
+        row["build_s"] = time.perf_counter() - start
+        sim.compile(optimizer, loss={probe: "mse"})
+        start = time.perf_counter()
+        first = sim.fit({node: x}, {probe: y}, epochs=1, verbose=0)
+        row["first_epoch_s"] = time.perf_counter() - start
+        start = time.perf_counter()
+        rest = sim.fit({node: x}, {probe: y}, epochs=epochs - 1, verbose=0).history
+        row["steady_epoch_s"] = (
+            (time.perf_counter() - start) / (epochs - 1) if epochs > 1 else None
+        )
+        row["fit_s"] = row["first_epoch_s"] + (
+            row["steady_epoch_s"] * (epochs - 1) if epochs > 1 else 0
+        )
+        losses = first.history["loss"] + rest.get("loss", [])
+        row["loss"] = f"{losses[0]:.4g} -> {losses[-1]:.4g}"
+    per_item = nengo_forward_s(net, probe, node, x, forward_items) / forward_items
+    row["nengo_forward_s"] = per_item * len(x)
+    row["nengo_measured"] = forward_items
+    return row
+
+
+def integrator_workload(args):
+    bench = integrator(nengo.LIF(), seed=args.seed)
+    rng = np.random.RandomState(args.seed)
+    x = rng.uniform(-1, 1, size=(64, 1000, 128)).astype("float32")
+    y = np.cumsum(x, axis=1) * 0.001
+    return time_fit(
+        "integrator(128, 32) 1 epoch, 64 x 1000 steps, mb 64",
+        bench,
+        x,
+        y,
+        minibatch=64,
+        epochs=args.integrator_epochs,
+        optimizer=keras.optimizers.RMSprop(1e-3),
+        forward_items=2,
+    )
+
+
+def chain_workload(args):
+    bench = chain(nengo.LIF(), seed=args.seed, synapse=None, probe_synapse=None)
+    rng = np.random.RandomState(args.seed)
+    x = rng.uniform(-1, 1, size=(4096, 1, 1)).astype("float32")
+    return time_fit(
+        "chain(10 x 1000) 5 epochs, 4096 x 1 step, mb 32",
+        bench,
+        x,
+        x,
+        minibatch=32,
+        epochs=5,
+        optimizer=keras.optimizers.RMSprop(0.01),
+        forward_items=200,
+    )
+
+
+WORKLOADS = {"integrator": integrator_workload, "chain": chain_workload}
+
+
+def markdown(rows, header):
+    lines = header + [
+        "",
+        "| workload | neurons | build s | first epoch s (with compile) | "
+        "steady s/epoch | fit total s | loss (first -> last epoch) | "
+        "nengo.Simulator forward s (same items, spiking) |",
+        "|---|---:|---:|---:|---:|---:|---|---:|",
+    ]
+    for r in rows:
+        steady = "-" if r["steady_epoch_s"] is None else f"{r['steady_epoch_s']:.2f}"
+        lines.append(
+            f"| {r['workload']} | {r['neurons']} | {r['build_s']:.2f} | "
+            f"{r['first_epoch_s']:.2f} | {steady} | {r['fit_s']:.2f} | {r['loss']} | "
+            f"{r['nengo_forward_s']:.1f} (from {r['nengo_measured']} items) |"
+        )
+    lines += [
+        "",
+        "Notes:",
+        "",
+        "- *fit total*: the first epoch (tracing and XLA compilation included) plus",
+        "  the steady epochs; the integrator row has one epoch, so it is all compile",
+        "  plus one epoch, and its steady column is a second, separate epoch.",
+        "- Training runs LIF as LIFRate (the default rate swap).",
+        "- *nengo.Simulator forward*: its time to simulate the same examples once,",
+        "  spiking, one after another (extrapolated from the number measured); it",
+        "  cannot train, so this is only a scale for the work involved.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--workloads", nargs="+", choices=list(WORKLOADS), default=list(WORKLOADS)
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--integrator-epochs",
+        type=int,
+        default=2,
+        help="epochs timed for the integrator (the workload is the first one)",
+    )
+    parser.add_argument("--out", help="also write the Markdown report to this file")
+    args = parser.parse_args(argv)
+    header = machine_lines("nengo-jax training benchmarks")
+    rows = []
+    for name in args.workloads:
+        rows.append(WORKLOADS[name](args))
+        print(rows[-1], flush=True)
+    header.append(
+        "- Load average at end: " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    )
+    text = markdown(rows, header)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
