@@ -10,6 +10,7 @@ the model as built.
 from __future__ import annotations
 
 import warnings
+from collections import Counter
 
 import jax
 import jax.numpy as jnp
@@ -81,7 +82,10 @@ class KerasMethods:
         }
 
     def _output_name(self, probe) -> str:
-        return unique_names(self.model.probes, "probe")[probe]
+        names = self.__dict__.get("_probe_names")
+        if names is None:  # (the probes are fixed once the model is built)
+            names = self._probe_names = unique_names(self.model.probes, "probe")
+        return names[probe]
 
     def _check_open(self, action):
         if self.closed:
@@ -287,7 +291,10 @@ class KerasMethods:
             if not variables:
                 raise SimulationError("The model has no trainable parameters")
             fixed = [v.value for v in model.non_trainable_variables]
-            shapes = jax.eval_shape(lambda: model(x, training=True))
+            values = [v.value for v in variables]
+            shapes = jax.eval_shape(
+                lambda: model.stateless_call(values, fixed, x, training=True)[0]
+            )
             weights = {
                 k: rng.uniform(-1, 1, size=s.shape).astype(s.dtype)
                 for k, s in shapes.items()
@@ -298,7 +305,6 @@ class KerasMethods:
                 out, _ = model.stateless_call(trainable, fixed, x, training=True)
                 return sum(jnp.sum(weights[k] * out[k]) for k in weights)
 
-            values = [v.value for v in variables]
             grads = jax.grad(project)(values)
             worst = {}
             for i, var in enumerate(variables):
@@ -547,10 +553,10 @@ class KerasMethods:
 
 def unique_names(objects, prefix) -> dict:
     """Object -> its label where unique, else ``<prefix><index>``."""
-    labels = [obj.label for obj in objects]
+    counts = Counter(obj.label for obj in objects)
     return {
         obj: obj.label
-        if obj.label and labels.count(obj.label) == 1 and obj.label != STEPS_INPUT
+        if obj.label and counts[obj.label] == 1 and obj.label != STEPS_INPUT
         else f"{prefix}{i}"
         for i, obj in enumerate(objects)
     }
