@@ -5,10 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
-from nengo import Node
+from nengo import Connection, Ensemble, Node
+from nengo.builder.connection import BuiltConnection
+from nengo.builder.ensemble import BuiltEnsemble
 from nengo.exceptions import SimulatorClosed, ValidationError
+from nengo.transforms import SparseMatrix
 
 from nengo_jax.build.env import SignalEnv
+from nengo_jax.build.layout import sparse_coords
 
 
 def find_node(model, key):
@@ -88,22 +92,48 @@ class SimulationData(Mapping):
     ``sim.data[probe]`` has shape ``(n, ...)``, as in Nengo, or
     ``(minibatch_size, n, ...)`` when the Simulator has a ``minibatch_size``.
     Other objects give their built parameters (e.g. ``sim.data[ens].encoders``).
+    For Ensembles and Connections these are the *live* values: after training
+    (or `~.Simulator.load_params`), ``encoders``, ``scaled_encoders``, ``bias``
+    (and the ``max_rates`` and ``intercepts`` they imply) and ``weights`` are
+    the current ones, as read-only arrays; while a value is unchanged, Nengo's
+    own built array is returned. Values that an operator writes (weights under
+    an online learning rule) are simulation state, not parameters: they show
+    as built, as in Nengo (``sim.signals`` has their current values). A closed
+    Simulator has no live values and shows the built ones.
     """
 
     def __init__(self, sim):
         self._sim = sim
         self._cache = {}
+        self._live = {}  # obj -> (params dict, state dict, live value)
 
     def __getitem__(self, key):
         chunks = self._sim._probe_chunks.get(key)
         if chunks is None:
-            return self._sim.model.params[key]
+            return self._params_of(key)
         cached = self._cache.get(key)
         if cached is None or cached[0] != len(chunks):
             value = self._sim._probe_array(key)
             value.setflags(write=False)
             cached = self._cache[key] = (len(chunks), value)
         return cached[1]
+
+    def _params_of(self, obj):
+        sim = self._sim
+        built = sim.model.params[obj]
+        params, state = getattr(sim, "_params", None), getattr(sim, "_state", None)
+        if params is None or not isinstance(obj, Ensemble | Connection):
+            return built
+        cached = self._live.get(obj)
+        if cached is not None and cached[0] is params and cached[1] is state:
+            return cached[2]
+        host = HostValues(sim._layout, params, state)
+        if isinstance(obj, Ensemble):
+            value = live_ensemble(sim.model, host, obj, built)
+        else:
+            value = live_connection(sim.model, host, obj, built)
+        self._live[obj] = (params, state, value)
+        return value
 
     def __iter__(self):
         return iter(self._sim.model.params)
@@ -115,8 +145,174 @@ class SimulationData(Mapping):
         return key in self._sim.model.params
 
     def reset(self):
-        """Forget cached probe arrays."""
+        """Forget cached probe arrays and live parameter values."""
         self._cache.clear()
+        self._live.clear()
+
+
+class HostValues:
+    """NumPy reads of signals from a simulator's parameter and state arrays.
+
+    Arrays are copied from the device once each, when first read. Batched
+    state is read as batch item 0.
+
+    Parameters
+    ----------
+    layout : Layout
+        Where each signal lives.
+    params, state : dict
+        Array key -> (device) array, as in ``sim._params`` and ``sim._state``.
+    """
+
+    def __init__(self, layout, params, state):
+        self.layout = layout
+        self.params = params
+        self.state = state or {}
+        self._host = {}
+        self._bases = None
+
+    def array(self, key) -> np.ndarray:
+        """The whole array ``key``, on the host (batched for state)."""
+        value = self._host.get(key)
+        if value is None:
+            source = self.params if key in self.params else self.state
+            value = self._host[key] = np.asarray(source[key])
+        return value
+
+    def has(self, sig) -> bool:
+        """Whether ``sig`` is stored (signals that no operator uses are not)."""
+        if self._bases is None:
+            self._bases = set(self.layout.bases)
+        return sig is not None and sig.base in self._bases
+
+    def is_param(self, sig) -> bool:
+        """Whether ``sig`` lies entirely in the (unbatched) parameters."""
+        view = self.layout.view(sig)
+        return view.param_key is None and view.key in self.params
+
+    def read(self, sig, batched=False) -> np.ndarray:
+        """The value of ``sig`` (sparse: its nonzero data).
+
+        State is ``(B,) + shape`` with ``batched``, otherwise batch item 0.
+        """
+        return read_signal(self.layout, self.array, sig, batched)
+
+
+def read_signal(layout, array, sig, batched=False) -> np.ndarray:
+    """The value of ``sig`` from NumPy arrays (see `HostValues.read`).
+
+    ``array(key)`` returns the array of a key: parameters unbatched, state with
+    a leading batch axis.
+    """
+    view = layout.view(sig)
+    value = array(view.key)
+    if sig.sparse:
+        return value
+    is_batched = value.ndim > len(layout.shape(view.key))
+    lead = value.shape[:1] if is_batched else ()
+    if view.whole:
+        out = value.reshape(lead + view.shape)
+    else:
+        flat = value.reshape(lead + (-1,))
+        if view.param_key is not None:  # across a split base: [params, state]
+            param = array(view.param_key).reshape(-1)
+            param = np.broadcast_to(param, lead + param.shape)
+            flat = np.concatenate([param, flat], axis=-1)
+        if view.index is None:
+            out = flat[..., view.start : view.stop]
+        else:
+            out = flat[..., view.index.ravel()]
+        out = out.reshape(lead + view.shape)
+    if is_batched and not batched:
+        out = out[0]
+    return out
+
+
+def sparse_with_data(initial_value, data):
+    """A sparse matrix like ``initial_value`` (scipy or Nengo) holding ``data``.
+
+    ``data`` is in the order `.sparse_coords` gives.
+    """
+    if isinstance(initial_value, SparseMatrix):
+        return SparseMatrix(initial_value.indices, data, initial_value.shape)
+    matrix = initial_value.tocsr(copy=True)
+    matrix.data = np.array(data, dtype=matrix.data.dtype)
+    return matrix
+
+
+def _is_param(host, sig) -> bool:
+    return host.has(sig) and host.is_param(sig)
+
+
+def _changed(live, built) -> bool:
+    """Whether ``live`` differs from ``built`` beyond its storage rounding."""
+    built = np.asarray(built)
+    return live.shape != built.shape or not np.array_equal(
+        live, built.astype(live.dtype)
+    )
+
+
+def _readonly(value):
+    value = np.array(value)
+    value.setflags(write=False)
+    return value
+
+
+def live_ensemble(model, host, ens, built) -> BuiltEnsemble:
+    """``built`` with the current encoders and biases of ``ens``."""
+    sig = model.sig[ens].get("encoders")
+    changes = {}
+    if _is_param(host, sig) and built.scaled_encoders is not None:
+        scaled = host.read(sig)
+        if _changed(scaled, built.scaled_encoders):
+            changes["scaled_encoders"] = _readonly(scaled)
+            changes["encoders"] = _readonly(
+                scaled
+                if built.gain is None
+                else scaled * (ens.radius / safe_gain(built.gain))[:, None]
+            )
+    sig = model.sig[ens.neurons].get("bias")
+    if _is_param(host, sig) and built.bias is not None:
+        bias = host.read(sig)
+        if _changed(bias, built.bias):
+            changes["bias"] = _readonly(bias)
+            changes.update(_rates_intercepts(ens, built.gain, bias))
+    return built._replace(**changes) if changes else built
+
+
+def safe_gain(gain) -> np.ndarray:
+    """``gain`` with zeros replaced by ones (so that encoders can be divided)."""
+    gain = np.asarray(gain)
+    return np.where(gain == 0, np.ones_like(gain), gain)
+
+
+def _rates_intercepts(ens, gain, bias) -> dict:
+    """The ``max_rates`` and ``intercepts`` that ``gain`` and ``bias`` imply."""
+    try:
+        with np.errstate(all="ignore"):
+            max_rates, intercepts = ens.neuron_type.max_rates_intercepts(
+                np.asarray(gain, np.float64), np.asarray(bias, np.float64)
+            )
+    except NotImplementedError:
+        # a neuron type that cannot say: better none than stale values
+        return {"max_rates": None, "intercepts": None}
+    return {"max_rates": _readonly(max_rates), "intercepts": _readonly(intercepts)}
+
+
+def live_connection(model, host, conn, built) -> BuiltConnection:
+    """``built`` with the current weights of ``conn``."""
+    sig = model.sig[conn].get("weights")
+    if not _is_param(host, sig) or built.weights is None:
+        return built
+    weights = host.read(sig)
+    if sig.sparse:
+        original = sparse_coords(sig.initial_value)[0]
+        if not _changed(weights, original):
+            return built
+        return built._replace(weights=sparse_with_data(sig.initial_value, weights))
+    if not _changed(weights, built.weights):
+        return built
+    return built._replace(weights=_readonly(weights))
 
 
 class SignalValues(Mapping):

@@ -30,12 +30,13 @@ from nengo_jax.build.registry import BuildContext, builder_for
 from nengo_jax.config import Settings
 from nengo_jax.simulator.data import SignalValues, SimulationData, check_node_data
 from nengo_jax.simulator.legacy import LegacyTraining
+from nengo_jax.simulator.params import ParamsMethods
 from nengo_jax.simulator.training import KerasMethods
 
 logger = logging.getLogger(__name__)
 
 
-class Simulator(KerasMethods, LegacyTraining):
+class Simulator(KerasMethods, LegacyTraining, ParamsMethods):
     """Simulate a Nengo network with JAX.
 
     A drop-in replacement for `nengo.Simulator`: the same calls give the same
@@ -295,43 +296,74 @@ class Simulator(KerasMethods, LegacyTraining):
         self._params = None
         self._keras = None
 
-    def reset(self, seed=None):
-        """Restore the initial state, parameters and probe data.
+    def reset(
+        self,
+        seed=None,
+        include_trainable=True,
+        include_probes=True,
+        include_processes=True,
+    ):
+        """Restore the initial simulation state, and what the arguments name.
+
+        The time, neuron, synapse and learning-rule state always restart.
 
         Parameters
         ----------
         seed : int
-            A new seed for stochastic operators (noise and processes); the built
-            parameters (encoders, decoders...) do not change.
+            A new seed for stochastic operators (noise and processes), used from
+            their next reset on; the built parameters (encoders, decoders...) do
+            not change.
+        include_trainable : bool
+            Whether to restore the built parameters, undoing training and
+            `load_params`.
+        include_probes : bool
+            Whether to clear the probe data.
+        include_processes : bool
+            Whether to restart the random number generators of processes and
+            stochastic neurons. Processes without input are computed on the
+            host as functions of the step number, so they restart with the time
+            either way.
         """
         if self.closed:
             raise SimulatorClosed("Cannot reset a closed Simulator.")
         if seed is not None:
             self._seed = int(seed)
-        self._params = self._to_device(self._layout.initial_params())
-        self.soft_reset(include_probes=True)
-
-    def soft_reset(self, include_probes=False):
-        """Restore the initial simulation state, keeping the parameters.
-
-        Parameters
-        ----------
-        include_probes : bool
-            Whether to clear the probe data too.
-        """
-        if self.closed:
-            raise SimulatorClosed("Cannot reset a closed Simulator.")
-        rng = np.random.RandomState(self._seed)
-        for builder in self._program.builders:
-            builder.reset_host(rng, self.minibatch_size)
+        if include_trainable:
+            self._params = self._to_device(self._layout.initial_params())
         state = self._layout.initial_state(self.minibatch_size)
-        state[RNG_KEY] = new_rng_state(self._seed)
+        if include_processes:
+            rng = np.random.RandomState(self._seed)
+            for builder in self._program.builders:
+                builder.reset_host(rng, self.minibatch_size)
+            state[RNG_KEY] = new_rng_state(self._seed)
+            if self._keras is not None:
+                self._keras.stream_cache.clear()
+        else:
+            state[RNG_KEY] = self._state[RNG_KEY]
         self._state = self._to_device(state)
-        if self._keras is not None:
-            self._keras.stream_cache.clear()
         self._n_steps = 0
         if include_probes:
             self.clear_probes()
+
+    def soft_reset(
+        self, include_trainable=False, include_probes=False, include_processes=True
+    ):
+        """`reset` that by default keeps the parameters and the probe data.
+
+        Parameters
+        ----------
+        include_trainable : bool
+            Whether to restore the built parameters.
+        include_probes : bool
+            Whether to clear the probe data.
+        include_processes : bool
+            Whether to restart the random number generators of processes.
+        """
+        self.reset(
+            include_trainable=include_trainable,
+            include_probes=include_probes,
+            include_processes=include_processes,
+        )
 
     def clear_probes(self):
         """Delete all probe data."""

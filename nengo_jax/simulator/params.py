@@ -1,0 +1,698 @@
+"""Trained parameters: named export, saving and loading, freezing into Nengo.
+
+Parameters are found per Nengo object and attribute, never per array: which
+signals share an array differs between builds of the same network (Nengo's
+optimizer merges signals in an order that depends on object ids). Ensembles
+and Connections are named by their position in ``network.all_ensembles`` and
+``network.all_connections``, so a rebuilt network of the same structure (for
+example the spiking twin of a rate model) finds its parameters under the same
+names. State is named by its object's position among the built objects.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from dataclasses import dataclass
+
+import numpy as np
+from nengo import Connection, Ensemble, Network, Node
+from nengo.builder.processes import SimProcess
+from nengo.builder.signal import Signal
+from nengo.exceptions import ValidationError
+from nengo.neurons import Direct
+from nengo.params import NdarrayParam
+from nengo.processes import Process
+from nengo.solvers import NoSolver, Solver
+from nengo.transforms import (
+    Convolution,
+    ConvolutionTranspose,
+    Dense,
+    Sparse,
+    SparseMatrix,
+)
+
+from nengo_jax.build.program import RNG_KEY
+from nengo_jax.simulator.data import HostValues, read_signal, safe_gain
+
+#: Marks a parameter file (and its layout version).
+FORMAT = "nengo_jax.params/1"
+
+
+class FixedWeights(Solver):
+    """A solver that returns given full weights, ``(pre neurons, post neurons)``.
+
+    Frozen connections with a weight solver (``solver.weights=True``) use it: it
+    is not compositional, so Nengo uses the weights exactly as given instead of
+    combining them with the post-synaptic encoders.
+
+    Parameters
+    ----------
+    values : (pre.n_neurons, post.n_neurons) array_like
+        The transposed connection weights.
+    """
+
+    compositional = False
+
+    values = NdarrayParam("values", shape=("*", "*"))
+
+    def __init__(self, values):
+        super().__init__(weights=True)
+        self.values = values
+
+    def __call__(self, A, Y, rng=None):
+        return self.values, {}
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One array of a parameter file: a signal of a Nengo object."""
+
+    name: str
+    obj: object
+    sig: Signal
+
+    def describe(self) -> str:
+        obj = self.obj
+        if obj is None:
+            return self.name
+        label = getattr(obj, "label", None)
+        what = f"{type(obj).__name__} {label!r}" if label else type(obj).__name__
+        return f"{self.name} ({what})"
+
+
+class ParamsMethods:
+    """Access to trained parameters, mixed into the `.Simulator`."""
+
+    # -- named export -----------------------------------------------------------------
+
+    def get_params(self, objs=None) -> dict:
+        """The current parameters of Ensembles and Connections, by object.
+
+        The values are those of ``sim.data``: parameters as trained (or
+        loaded), and values that operators write (weights under an online
+        learning rule) as built.
+
+        Parameters
+        ----------
+        objs : Network, Ensemble, Connection, Node or list
+            Whose parameters; a Network gives all its Ensembles and Connections,
+            and the Nodes with parameters (e.g. the weights of a TensorNode's
+            Keras layer), recursively. Default: the whole network.
+
+        Returns
+        -------
+        dict
+            ``{ensemble: {"encoders", "scaled_encoders", "gain", "bias"},
+            connection: {"weights"}, node: {name: value}}`` as NumPy copies
+            (entries that an object does not have, e.g. the gain of a Direct
+            ensemble, are left out). ``encoders`` are unit-length directions
+            (as ``sim.data[ens].encoders``); ``scaled_encoders = encoders * gain
+            / radius`` are what the neurons use. Sparse weights keep their
+            sparse type.
+        """
+        self._check_open("get the parameters of")
+        if objs is None:
+            objs = self.model.toplevel
+        result = {}
+        host = HostValues(self._layout, self._params, self._state)
+        for obj in self._objects_of(objs, nodes=True):
+            if isinstance(obj, Node):
+                result[obj] = {
+                    name: np.array(host.read(sig))
+                    for name, sig in _node_params(self.model, host, obj).items()
+                }
+                continue
+            built = self.data[obj]
+            names = (
+                ("encoders", "scaled_encoders", "gain", "bias")
+                if isinstance(obj, Ensemble)
+                else ("weights",)
+            )
+            result[obj] = {
+                name: _copy(getattr(built, name))
+                for name in names
+                if getattr(built, name) is not None
+            }
+        return result
+
+    # -- saving and loading -----------------------------------------------------------
+
+    def save_params(self, path, include_state=False):
+        """Save the parameters (and optionally the state) to one ``.npz`` file.
+
+        Any network of the same structure can load the file with `load_params`:
+        the same Ensembles and Connections, built in the same order, with
+        parameters of the same shapes (neuron types may differ, so the
+        parameters of a rate model load into its spiking twin). The file is
+        written to a temporary file first and then moved into place, so an
+        interrupted save never leaves a broken file behind.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            Where to save; ``.npz`` is added if missing.
+        include_state : bool
+            Also save the simulation state (neuron, synapse and learning-rule
+            state, the time and the random key) so that a network built the same
+            way continues exactly where this one is.
+        """
+        self._check_open("save the parameters of")
+        path = _npz_path(path)
+        host = HostValues(self._layout, self._params, self._state)
+        entries = self._param_entries(host)
+        arrays = {e.name: host.read(e.sig) for e in entries}
+        if include_state:
+            state = self._state_entries(host)
+            arrays.update((e.name, host.read(e.sig, batched=True)) for e in state)
+            arrays["state.rng"] = np.asarray(self._state[RNG_KEY])
+            entries = entries + state
+        arrays["__format__"] = np.array(FORMAT)
+        arrays["__names__"] = np.array([e.name for e in entries], dtype=str)
+        arrays["__objects__"] = np.array([e.describe() for e in entries], dtype=str)
+        _atomic_savez(path, arrays)
+
+    def load_params(self, path, include_state=False):
+        """Load parameters saved by `save_params` (from this or a like network).
+
+        Nothing changes unless everything loads: a missing, corrupt or
+        truncated file, or one saved from a network of another structure,
+        raises an error and leaves the simulator as it was. The file is read
+        without unpickling anything.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The file; ``.npz`` is added if missing.
+        include_state : bool
+            Also load the simulation state (the file must have been saved with
+            ``include_state=True``); the simulator's time becomes the saved time.
+        """
+        self._check_open("load parameters into")
+        path = _npz_path(path)
+        data = _read_npz(path)
+        host = HostValues(self._layout, self._params, self._state)
+        entries = self._param_entries(host)
+        if include_state:
+            if "state.rng" not in data:
+                raise ValidationError(
+                    f"'{path}' holds no simulation state; save it with "
+                    "save_params(path, include_state=True), or load only the "
+                    "parameters with include_state=False",
+                    attr="include_state",
+                    obj=self,
+                )
+            entries = entries + self._state_entries(host)
+        names = [str(n) for n in data["__names__"]]
+        described = dict(zip(names, (str(d) for d in data["__objects__"]), strict=True))
+        if not include_state:
+            names = [n for n in names if not n.startswith("state.")]
+        _check_structure(path, entries, names, described, data, host)
+
+        # write into host copies; the simulator changes only when all succeeded
+        copies = {}
+
+        def writable(key):
+            if key not in copies:
+                copies[key] = np.array(host.array(key), copy=True)
+            return copies[key]
+
+        for entry in entries:
+            _write_signal(self._layout, writable, entry.sig, data[entry.name])
+        new_params = {k: v for k, v in copies.items() if k in self._params}
+        new_state = {k: v for k, v in copies.items() if k not in self._params}
+        n_steps = self._n_steps
+        if include_state:
+            rng = np.asarray(data["state.rng"])
+            here = np.asarray(self._state[RNG_KEY])
+            if rng.shape != here.shape:
+                raise ValidationError(
+                    f"'{path}' does not match this network: its random key has "
+                    f"shape {rng.shape}, this simulator's {here.shape}",
+                    attr="path",
+                )
+            new_state[RNG_KEY] = rng.astype(here.dtype)
+            n_steps = int(_read_written(self._layout, copies, host, self.model.step))
+        new_params = self._to_device({**self._params, **new_params})
+        new_state = self._to_device({**self._state, **new_state})
+        self._params, self._state, self._n_steps = new_params, new_state, n_steps
+
+    def _param_entries(self, host) -> list:
+        """The trainable parameters stored as parameters, in network order."""
+        network = self.model.toplevel
+        if network is None:
+            return []
+        sig = self.model.sig
+        entries = []
+        for i, ens in enumerate(network.all_ensembles):
+            if ens in sig:
+                entries.append(
+                    Entry(f"ensemble{i}.encoders", ens, sig[ens].get("encoders"))
+                )
+                entries.append(
+                    Entry(f"ensemble{i}.bias", ens, sig[ens.neurons].get("bias"))
+                )
+        for i, conn in enumerate(network.all_connections):
+            if conn in sig:
+                entries.append(
+                    Entry(f"connection{i}.weights", conn, sig[conn].get("weights"))
+                )
+        entries = [e for e in entries if host.has(e.sig) and host.is_param(e.sig)]
+        for i, node in enumerate(network.all_nodes):
+            for attr, s in _node_params(self.model, host, node).items():
+                entries.append(Entry(f"node{i}.{attr}", node, s))
+        return entries
+
+    def _state_entries(self, host) -> list:
+        """Every signal an operator writes, named by its object and attribute."""
+        entries, owners = [], {}
+        objects = (obj for obj in self.model.sig if not isinstance(obj, Process))
+        for i, obj in enumerate(objects):
+            for attr, sig in self.model.sig[obj].items():
+                if not isinstance(sig, Signal) or not host.has(sig) or sig.size == 0:
+                    continue
+                key = _signature(sig)
+                if key in owners:
+                    continue  # the same signal under another name
+                name = f"state.{i}.{attr}"
+                owners[key] = (name, obj)
+                if not host.is_param(sig):
+                    entries.append(Entry(name, obj, sig))
+        # synapse and process state belongs to the signal the process writes;
+        # in the owners' order, since the operators' order differs between builds
+        order = {name: i for i, (name, _) in enumerate(owners.values())}
+        processes = []
+        for op in self._ops:
+            if not isinstance(op, SimProcess) or not op.state:
+                continue
+            owner, obj = owners.get(_signature(op.output), (None, None))
+            if owner is None:
+                raise ValidationError(
+                    f"Cannot name the state of {op} for saving: its output is not "
+                    "a signal of any Nengo object",
+                    attr="include_state",
+                    obj=self,
+                )
+            for name, sig in sorted(op.state.items()):
+                if host.has(sig) and not host.is_param(sig):
+                    processes.append((order[owner], Entry(f"{owner}.{name}", obj, sig)))
+        processes.sort(key=lambda p: (p[0], p[1].name))
+        entries += [entry for _, entry in processes]
+        for name, sig in (
+            ("state.step", self.model.step),
+            ("state.time", self.model.time),
+        ):
+            if host.has(sig):
+                entries.append(Entry(name, None, sig))
+        return entries
+
+    # -- back into Nengo --------------------------------------------------------------
+
+    def freeze_params(self, objs):
+        """Write the current parameters into the Nengo objects themselves.
+
+        Afterwards ``nengo.Simulator(net)`` (or any other Nengo backend)
+        simulates the trained model. Ensembles get explicit ``encoders``,
+        ``gain`` and ``bias``; Connections get their weights (see
+        `get_nengo_params`).
+
+        Parameters
+        ----------
+        objs : Network, Ensemble, Connection or list
+            The objects to freeze; a Network freezes all its Ensembles and
+            Connections (recursively).
+        """
+        kwargs = self.get_nengo_params(self._objects_of(objs))
+        for obj, params in zip(self._objects_of(objs), kwargs, strict=True):
+            for name, value in params.items():
+                setattr(obj, name, value)
+
+    def get_nengo_params(self, objs, as_dict=False):
+        """Keyword arguments that build Nengo objects with the current parameters.
+
+        For example ``nengo.Ensemble(n, d, **params)`` or
+        ``nengo.Connection(pre, post, **params)``. Only the parameters that
+        training changes (and those that go with them: gains, solvers) are
+        given; the rest (neuron types, synapses...) are up to the caller.
+
+        An Ensemble gets ``encoders`` (with ``normalize_encoders=False``),
+        ``gain`` and ``bias`` (``max_rates`` and ``intercepts`` are reset to
+        their defaults, since gain and bias determine them). A Connection from
+        an Ensemble's decoded output gets its weights as the decoders of a
+        ``NoSolver`` (its ``function`` becomes inert zero points of the right
+        size and ``transform`` None); with a weight solver, a `.FixedWeights`
+        solver. Other Connections get their transform with the current weights.
+
+        Parameters
+        ----------
+        objs : Ensemble, Connection, Network or list
+            The objects.
+        as_dict : bool
+            Return ``{label: kwargs}`` instead of a list (labels must be unique).
+
+        Returns
+        -------
+        dict or list of dict
+            One dict for a single Ensemble or Connection, else a list (or a
+            dict by label).
+        """
+        self._check_open("get the parameters of")
+        single = isinstance(objs, Ensemble | Connection)
+        objects = self._objects_of(objs)
+        params = [
+            self._ensemble_kwargs(obj)
+            if isinstance(obj, Ensemble)
+            else self._connection_kwargs(obj)
+            for obj in objects
+        ]
+        if as_dict:
+            labels = [obj.label for obj in objects]
+            bad = [
+                str(obj)
+                for obj in objects
+                if obj.label is None or labels.count(obj.label) > 1
+            ]
+            if bad:
+                raise ValidationError(
+                    "as_dict=True keys the parameters by label, so every object "
+                    f"needs a unique label; {', '.join(bad)} do not have one. Give "
+                    "them labels or use as_dict=False",
+                    attr="as_dict",
+                    obj=self,
+                )
+            return dict(zip(labels, params, strict=True))
+        return params[0] if single else params
+
+    def _ensemble_kwargs(self, ens) -> dict:
+        live = self.data[ens]
+        built = self.model.params[ens]
+        if isinstance(ens.neuron_type, Direct):
+            if live is not built:
+                raise ValidationError(
+                    f"The encoders of {ens} have changed, but Nengo simulates Direct "
+                    "ensembles without encoders, so they cannot be frozen; make the "
+                    "ensemble untrainable (configure_settings(trainable=...))",
+                    attr="encoders",
+                    obj=ens,
+                )
+            return {}
+        gain, encoders = built.gain, live.encoders
+        if live.scaled_encoders is not built.scaled_encoders:
+            gain = safe_gain(gain)  # as in live.encoders
+        return {
+            "encoders": np.array(encoders),
+            "normalize_encoders": False,
+            "gain": np.array(gain),
+            "bias": np.array(live.bias),
+            "max_rates": Ensemble.max_rates.default,
+            "intercepts": Ensemble.intercepts.default,
+        }
+
+    def _connection_kwargs(self, conn) -> dict:
+        weights = self.data[conn].weights
+        if weights is None:
+            return {}
+        pre = conn.pre_obj
+        if not isinstance(pre, Ensemble) or isinstance(pre.neuron_type, Direct):
+            return {"transform": _with_weights(conn, weights)}
+        weights = np.array(weights)
+        if conn.solver.weights:
+            transform = conn.transform
+            if not isinstance(transform, Dense):
+                transform = Dense((conn.size_out, conn.size_mid), init=1.0)
+            return {"solver": FixedWeights(weights.T), "transform": transform}
+        return {
+            "eval_points": np.zeros((1, conn.size_in)),
+            "function": np.zeros((1, conn.size_out)),
+            "solver": NoSolver(weights.T, weights=False),
+            "transform": None,
+        }
+
+    def _objects_of(self, objs, nodes=False) -> list:
+        """The Ensembles and Connections (and Nodes) that ``objs`` names, checked.
+
+        With ``nodes``, a Network also gives its Nodes that have parameters.
+        """
+        kinds = (Ensemble, Connection, Node) if nodes else (Ensemble, Connection)
+        if isinstance(objs, Network):
+            objects = objs.all_ensembles + objs.all_connections
+            if nodes:
+                host = HostValues(self._layout, self._params, self._state)
+                objects += [
+                    node
+                    for node in objs.all_nodes
+                    if _node_params(self.model, host, node)
+                ]
+        elif isinstance(objs, kinds):
+            objects = [objs]
+        elif isinstance(objs, list | tuple):
+            objects = [obj for item in objs for obj in self._objects_of(item, nodes)]
+        else:
+            names = ", ".join(kind.__name__ for kind in kinds)
+            raise ValidationError(
+                f"Expected a Network, {names} or a list of them; got {objs!r} of "
+                f"type {type(objs).__name__}",
+                attr="objs",
+                obj=self,
+            )
+        for obj in objects:
+            if obj not in self.model.params:
+                raise ValidationError(
+                    f"{obj} is not part of the network this Simulator was built from",
+                    attr="objs",
+                    obj=self,
+                )
+        return objects
+
+
+# -- the file ----------------------------------------------------------------------
+
+
+def _node_params(model, host, node) -> dict:
+    """A Node's parameters (e.g. a TensorNode's layer weights): name -> signal.
+
+    Its input and output are left out: a constant output is the Node's own
+    definition, not a parameter.
+    """
+    if node not in model.sig:
+        return {}
+    return {
+        attr: sig
+        for attr, sig in model.sig[node].items()
+        if attr not in ("in", "out")
+        and isinstance(sig, Signal)
+        and host.has(sig)
+        and host.is_param(sig)
+    }
+
+
+def _npz_path(path) -> str:
+    path = os.fspath(path)
+    return path if path.endswith(".npz") else path + ".npz"
+
+
+def _atomic_savez(path, arrays):
+    """Write ``arrays`` to ``path`` through a temporary file and a rename."""
+    directory = os.path.dirname(os.path.abspath(path))
+    mode = os.stat(path).st_mode & 0o777 if os.path.exists(path) else 0o644
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory
+    )
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _read_npz(path) -> dict:
+    """All arrays of a parameter file; never unpickles anything."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(
+            f"No parameter file at '{path}'; save one with sim.save_params(path)"
+        )
+    try:
+        # our own handle: np.load leaves its own open when the file is not an .npz
+        with open(path, "rb") as f, np.load(f, allow_pickle=False) as npz:
+            data = {name: npz[name] for name in npz.files}
+    except Exception as e:
+        raise ValidationError(
+            f"Cannot read '{path}' as a parameter file (it is corrupt, truncated "
+            f"or not an .npz file: {type(e).__name__}: {e}); save it again with "
+            "sim.save_params",
+            attr="path",
+        ) from e
+    format_ = data.get("__format__")
+    if format_ is None or format_.shape != () or str(format_) != FORMAT:
+        raise ValidationError(
+            f"'{path}' is not a nengo_jax parameter file (expected the marker "
+            f"{FORMAT!r}); save parameters with sim.save_params",
+            attr="path",
+        )
+    for name in ("__names__", "__objects__"):
+        if name not in data or data[name].dtype.kind != "U" or data[name].ndim != 1:
+            raise ValidationError(
+                f"'{path}' is damaged: its list {name} is missing or malformed",
+                attr="path",
+            )
+    missing = [str(n) for n in data["__names__"] if str(n) not in data]
+    if missing or len(data["__objects__"]) != len(data["__names__"]):
+        raise ValidationError(
+            f"'{path}' is damaged: arrays {missing} are listed but missing",
+            attr="path",
+        )
+    for name in data["__names__"]:
+        if data[str(name)].dtype.kind not in "fiub":
+            raise ValidationError(
+                f"'{path}' is damaged: {name} is not numeric "
+                f"(dtype {data[str(name)].dtype})",
+                attr="path",
+            )
+    return data
+
+
+def _check_structure(path, entries, names, described, data, host):
+    """Raise on the first difference between the file and this network."""
+    for i in range(max(len(entries), len(names))):
+        entry = entries[i] if i < len(entries) else None
+        name = names[i] if i < len(names) else None
+        here = None if entry is None else _stored_shape(entry, host)
+        if entry is None:
+            raise ValidationError(
+                f"'{path}' does not match this network: the file has "
+                f"{described[name]} with shape {data[name].shape}, which this "
+                "network does not have (the networks differ in structure)",
+                attr="path",
+            )
+        if name is None or name != entry.name:
+            there = "nothing" if name is None else f"{described[name]}"
+            shape = "" if name is None else f" with shape {data[name].shape}"
+            raise ValidationError(
+                f"'{path}' does not match this network: {entry.describe()} with "
+                f"shape {here} here corresponds to {there}{shape} in the file "
+                "(the networks differ in structure)",
+                attr="path",
+            )
+        if data[name].shape != here:
+            raise ValidationError(
+                f"'{path}' does not match this network: {entry.describe()} has "
+                f"shape {here} here but {data[name].shape} in the file (saved "
+                f"from {described[name]})",
+                attr="path",
+            )
+
+
+def _stored_shape(entry, host) -> tuple:
+    """The shape ``entry`` is saved with (state: with the batch axis)."""
+    sig = entry.sig
+    if sig.sparse:
+        return tuple(host.array(host.layout.view(sig).key).shape)
+    shape = tuple(sig.shape)
+    if not host.is_param(sig):
+        view = host.layout.view(sig)
+        array = host.array(view.key)
+        if array.ndim > len(host.layout.shape(view.key)):
+            shape = array.shape[:1] + shape
+    return shape
+
+
+def _signature(sig) -> tuple:
+    """Signals with equal signatures are the same elements of one base."""
+    return (sig.base, sig.elemoffset, tuple(sig.shape), sig.elemstrides)
+
+
+def _read_written(layout, copies, host, sig) -> np.ndarray:
+    """``sig`` from the written ``copies``, or from ``host`` if not written."""
+
+    def array(key):
+        return copies[key] if key in copies else host.array(key)
+
+    return read_signal(layout, array, sig)
+
+
+def _write_signal(layout, writable, sig, value):
+    """Set ``sig`` in host arrays; ``writable(key)`` returns a writable copy.
+
+    ``value`` has the signal's shape (every batch item gets it) or, for state,
+    ``(B,) + shape``; sparse signals take their nonzero data.
+    """
+    view = layout.view(sig)
+    target = writable(view.key)
+    value = np.asarray(value)
+    if sig.sparse:
+        target[...] = value
+        return
+    batched = target.ndim > len(layout.shape(view.key))
+    lead = target.shape[:1] if batched else ()
+    if value.shape == lead + view.shape:
+        flat_value = value.reshape(lead + (-1,))
+    else:
+        flat_value = np.broadcast_to(value, lead + view.shape).reshape(lead + (-1,))
+    flat = target.reshape(lead + (-1,))  # a view: the copies are contiguous
+    if view.param_key is not None:  # across a split base: [params, state]
+        param = writable(view.param_key).reshape(-1)
+        index = view.index.ravel()
+        in_param = index < param.size
+        item = flat_value[0] if batched else flat_value
+        param[index[in_param]] = item[in_param]
+        flat[..., index[~in_param] - param.size] = flat_value[..., ~in_param]
+    elif view.whole:
+        flat[...] = flat_value
+    elif view.index is None:
+        flat[..., view.start : view.stop] = flat_value
+    else:
+        flat[..., view.index.ravel()] = flat_value
+
+
+def _copy(value):
+    if isinstance(value, SparseMatrix):
+        return SparseMatrix(value.indices, np.array(value.data), value.shape)
+    if hasattr(value, "tocsr"):
+        return value.copy()
+    return np.array(value)
+
+
+def _with_weights(conn, weights):
+    """``conn.transform`` holding ``weights`` (as built) instead of its own init."""
+    t = conn.transform
+    if isinstance(t, Dense):
+        return Dense(t.shape, init=np.array(weights))
+    if isinstance(t, Sparse):
+        if isinstance(weights, SparseMatrix):
+            return Sparse(t.shape, indices=weights.indices, init=np.array(weights.data))
+        return Sparse(t.shape, init=weights.copy())
+    if isinstance(t, ConvolutionTranspose):
+        return ConvolutionTranspose(
+            t.n_filters,
+            t.input_shape.shape,
+            output_shape=t.output_shape.shape,
+            kernel_size=t.kernel_size,
+            strides=t.strides,
+            padding=t.padding,
+            channels_last=t.channels_last,
+            init=np.array(weights),
+        )
+    if isinstance(t, Convolution):
+        return Convolution(
+            t.n_filters,
+            t.input_shape.shape,
+            kernel_size=t.kernel_size,
+            strides=t.strides,
+            padding=t.padding,
+            channels_last=t.channels_last,
+            init=np.array(weights),
+            groups=t.groups,
+        )
+    raise ValidationError(
+        f"Cannot freeze the weights of {conn}: nengo_jax does not know how to "
+        f"rebuild a {type(t).__name__} transform with new weights",
+        attr="transform",
+        obj=conn,
+    )

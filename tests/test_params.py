@@ -1,0 +1,669 @@
+"""Trained parameters: sim.data, get_params, save/load, freeze, and resets."""
+
+import os
+import pickle
+
+import keras
+import nengo
+import numpy as np
+import pytest
+import scipy.sparse
+from nengo.exceptions import SimulatorClosed, ValidationError
+
+import nengo_jax
+from nengo_jax.simulator.params import FixedWeights
+from nengo_jax.testing import assert_allclose
+
+MB = 4
+STEPS = 5
+
+
+def ramp_net(neuron_type=None, n_neurons=20, seed=0, parallel=False):
+    """Input Node -> Ensemble -> output Node, all connections with weights.
+
+    With ``parallel``, a second Ensemble alike: Nengo's optimizer then merges
+    their biases (and weights) into shared arrays.
+    """
+    with nengo.Network(seed=seed) as net:
+        net.inp = nengo.Node(np.sin, label="inp")
+        net.ens = nengo.Ensemble(
+            n_neurons, 1, neuron_type=neuron_type or nengo.LIFRate(), label="ens"
+        )
+        net.out = nengo.Node(size_in=1, label="out")
+        net.c_in = nengo.Connection(net.inp, net.ens, synapse=None, transform=1.0)
+        net.c_out = nengo.Connection(net.ens, net.out, synapse=0.005)
+        net.p = nengo.Probe(net.out, label="p")
+        if parallel:
+            ens2 = nengo.Ensemble(n_neurons, 1, neuron_type=net.ens.neuron_type)
+            nengo.Connection(net.inp, ens2, synapse=None, transform=1.0)
+            nengo.Connection(ens2, net.out, synapse=0.005)
+    return net
+
+
+def train(sim, net, epochs=3):
+    rng = np.random.RandomState(1)
+    x = rng.uniform(-1, 1, size=(2 * MB, STEPS, 1))
+    sim.compile(keras.optimizers.Adam(0.02), loss={net.p: "mse"})
+    sim.fit({net.inp: x}, {net.p: x**2}, epochs=epochs, verbose=0)
+
+
+def signal(sim, obj, attr):
+    owner = obj.neurons if attr == "bias" else obj
+    return np.array(sim.signals[sim.model.sig[owner][attr]])
+
+
+def raw_params(sim):
+    return {key: np.array(value) for key, value in sim._params.items()}
+
+
+def assert_params_equal(a, b):
+    assert a.keys() == b.keys()
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def assert_get_params_equal(a, b, order_a, order_b, **tols):
+    """Compare get_params of two networks object by object, in order."""
+    for obj_a, obj_b in zip(order_a, order_b, strict=True):
+        assert a[obj_a].keys() == b[obj_b].keys()
+        for name in a[obj_a]:
+            assert_allclose(a[obj_a][name], b[obj_b][name], **tols)
+
+
+def objects(net):
+    return net.all_ensembles + net.all_connections
+
+
+# -- sim.data ---------------------------------------------------------------------
+
+
+def test_seed_example_sim_data_shows_trained_values(capsys):
+    # the example from the documentation, as written (Nengo 4 gives this
+    # connection no weights: it has no transform)
+    with nengo.Network() as net:
+        node = nengo.Node([0])
+        ens = nengo.Ensemble(10, 1)
+        conn = nengo.Connection(node, ens)
+        nengo.Probe(ens)
+    with nengo_jax.Simulator(net, progress_bar=False) as sim:
+        print(sim.data[conn].weights)
+        print(sim.data[ens].bias)
+        print(sim.data[ens].encoders)
+        print(sim.data[ens])
+    assert "BuiltEnsemble" in capsys.readouterr().out
+
+    # ...and after training
+    net = ramp_net()
+    with nengo_jax.Simulator(net, minibatch_size=MB, progress_bar=False) as sim:
+        built_ens, built_conn = sim.model.params[net.ens], sim.model.params[net.c_out]
+        assert sim.data[net.ens] is built_ens  # untrained: Nengo's own arrays
+        train(sim, net)
+        data = sim.data[net.ens]
+        for name in ("bias", "scaled_encoders"):
+            attr = "encoders" if name == "scaled_encoders" else name
+            assert_allclose(getattr(data, name), signal(sim, net.ens, attr))
+            assert not np.allclose(getattr(data, name), getattr(built_ens, name))
+        assert_allclose(
+            data.encoders,
+            data.scaled_encoders * net.ens.radius / built_ens.gain[:, None],
+        )
+        np.testing.assert_array_equal(data.gain, built_ens.gain)
+        np.testing.assert_array_equal(data.eval_points, built_ens.eval_points)
+        # max_rates and intercepts follow the trained biases
+        rates, intercepts = net.ens.neuron_type.max_rates_intercepts(
+            data.gain, data.bias
+        )
+        assert_allclose(data.max_rates, rates)
+        assert_allclose(data.intercepts, intercepts)
+        for conn in (net.c_in, net.c_out):
+            weights = sim.data[conn].weights
+            assert_allclose(weights, signal(sim, conn, "weights"))
+            assert not np.allclose(weights, sim.model.params[conn].weights)
+        assert sim.data[net.c_out].transform is built_conn.transform
+        with pytest.raises(ValueError, match="read-only"):
+            sim.data[net.ens].bias[0] = 1.0
+        # the built values come back with the built parameters
+        sim.reset()
+        assert sim.data[net.ens] is built_ens
+        assert sim.data[net.c_out] is built_conn
+
+
+def test_learning_rule_weights_are_state_not_parameters():
+    with nengo.Network(seed=0) as net:
+        stim = nengo.Node(0.5)
+        a = nengo.Ensemble(10, 1)
+        b = nengo.Node(size_in=1)
+        conn = nengo.Connection(a, b, learning_rule_type=nengo.PES(1e-3))
+        nengo.Connection(stim, a)
+        nengo.Connection(b, conn.learning_rule)
+    with nengo_jax.Simulator(net, progress_bar=False) as sim:
+        sim.run_steps(50)
+        learned = np.array(sim.signals[sim.model.sig[conn]["weights"]])
+        assert not np.allclose(learned, sim.model.params[conn].weights)
+        # as in Nengo: sim.data has the built weights, sim.signals the current ones
+        assert sim.data[conn] is sim.model.params[conn]
+
+
+# -- named export -----------------------------------------------------------------
+
+
+def test_get_params():
+    net = ramp_net()
+    with nengo_jax.Simulator(net, minibatch_size=MB, progress_bar=False) as sim:
+        train(sim, net, epochs=1)
+        params = sim.get_params()
+        assert set(params) == {net.ens, net.c_in, net.c_out}
+        assert set(params[net.ens]) == {"encoders", "scaled_encoders", "gain", "bias"}
+        assert set(params[net.c_in]) == {"weights"}
+        assert_allclose(params[net.ens]["bias"], signal(sim, net.ens, "bias"))
+        assert_allclose(
+            params[net.ens]["scaled_encoders"], signal(sim, net.ens, "encoders")
+        )
+        assert_allclose(params[net.c_out]["weights"], sim.data[net.c_out].weights)
+        # copies the caller owns
+        params[net.ens]["bias"][:] = 0
+        assert not np.allclose(sim.data[net.ens].bias, 0)
+        # a subset, by object or list
+        assert set(sim.get_params(net.ens)) == {net.ens}
+        assert set(sim.get_params([net.c_in, net.ens])) == {net.c_in, net.ens}
+        with pytest.raises(ValidationError, match="Expected a Network"):
+            sim.get_params("ens")
+        with pytest.raises(ValidationError, match="not part of the network"):
+            sim.get_params(nengo.Ensemble(5, 1, add_to_container=False))
+
+
+# -- saving and loading -------------------------------------------------------------
+
+
+def test_save_load_into_a_rebuilt_network(tmp_path):
+    path = tmp_path / "params"
+    x = np.random.RandomState(3).uniform(-1, 1, size=(MB, STEPS, 1))
+    net = ramp_net(parallel=True)
+    with nengo_jax.Simulator(net, minibatch_size=MB, progress_bar=False) as sim:
+        train(sim, net)
+        sim.save_params(path)  # ".npz" is added, as by np.savez
+        trained = sim.get_params()
+        expected = sim.predict({net.inp: x})[net.p]
+        evaluated = sim.evaluate({net.inp: x}, {net.p: x**2}, verbose=0)["loss"]
+    assert sorted(os.listdir(tmp_path)) == ["params.npz"]
+
+    # new objects: Nengo's optimizer merges signals into other arrays
+    net2 = ramp_net(parallel=True)
+    with nengo_jax.Simulator(net2, minibatch_size=MB, progress_bar=False) as sim2:
+        sim2.load_params(str(path) + ".npz")
+        assert_get_params_equal(
+            trained, sim2.get_params(), objects(net), objects(net2), atol=0, rtol=0
+        )
+        assert_allclose(sim2.predict({net2.inp: x})[net2.p], expected)
+        # training continues from the loaded parameters
+        sim2.compile(keras.optimizers.Adam(0.02), loss={net2.p: "mse"})
+        loss = sim2.evaluate({net2.inp: x}, {net2.p: x**2}, verbose=0)["loss"]
+        assert loss == pytest.approx(evaluated, rel=1e-5)
+        n_arrays = len(sim2._params)
+    # without Nengo's optimizer every signal has an array of its own
+    with nengo_jax.Simulator(net2, optimize=False, progress_bar=False) as sim3:
+        assert len(sim3._params) > n_arrays
+        sim3.load_params(path)
+        assert_get_params_equal(
+            trained, sim3.get_params(), objects(net), objects(net2), atol=0, rtol=0
+        )
+
+
+def test_rate_parameters_load_into_the_spiking_twin(tmp_path):
+    path = tmp_path / "rate.npz"
+    rate = ramp_net(nengo.LIFRate())
+    with nengo_jax.Simulator(rate, minibatch_size=MB, progress_bar=False) as sim:
+        train(sim, rate)
+        sim.save_params(path)
+        trained = sim.get_params()
+
+    spiking = ramp_net(nengo.LIF())  # built separately
+    with nengo_jax.Simulator(spiking, progress_bar=False) as sim:
+        before = sim.get_params()
+        sim.load_params(path)
+        loaded = sim.get_params()
+        sim.run_steps(200)
+        spikes = sim.data[spiking.p]
+    assert_get_params_equal(
+        trained, loaded, objects(rate), objects(spiking), atol=0, rtol=0
+    )
+    assert not np.allclose(
+        before[spiking.ens]["bias"], loaded[spiking.ens]["bias"], atol=1e-3
+    )
+    # the spiking network computes with the trained parameters
+    with nengo.Simulator(spiking, progress_bar=False) as ref:
+        ref.run_steps(200)
+    assert not np.allclose(spikes, ref.data[spiking.p], atol=1e-3)
+
+
+def test_save_load_with_state_continues_exactly(tmp_path):
+    path = tmp_path / "state.npz"
+    net = ramp_net(nengo.LIF())
+    with nengo_jax.Simulator(net, minibatch_size=2, progress_bar=False) as sim:
+        sim.run_steps(30)
+        sim.save_params(path, include_state=True)
+        sim.run_steps(20)
+        expected = sim.data[net.p][:, 30:]
+    net2 = ramp_net(nengo.LIF())
+    with nengo_jax.Simulator(net2, minibatch_size=2, progress_bar=False) as sim2:
+        sim2.load_params(path, include_state=True)
+        assert sim2.n_steps == 30
+        assert sim2.time == pytest.approx(0.03)
+        sim2.run_steps(20)
+        assert_allclose(sim2.data[net2.p], expected)
+    # the state needs the same minibatch size; nothing changes otherwise
+    with nengo_jax.Simulator(ramp_net(nengo.LIF()), progress_bar=False) as sim3:
+        before = {k: np.array(v) for k, v in sim3._state.items()}
+        with pytest.raises(ValidationError, match=r"shape \(1, 1\) here but \(2, 1\)"):
+            sim3.load_params(path, include_state=True)
+        assert_params_equal(before, {k: np.array(v) for k, v in sim3._state.items()})
+        assert sim3.n_steps == 0
+        sim3.load_params(path)  # the parameters alone load
+
+
+def structure_error_cases():
+    def other_size():
+        return ramp_net(n_neurons=21)
+
+    def extra_connection():
+        net = ramp_net()
+        with net:
+            nengo.Connection(net.inp, net.out, transform=2.0, label="extra")
+        return net
+
+    def fewer_ensembles():
+        with nengo.Network(seed=0) as net:
+            net.inp = nengo.Node(np.sin)
+            net.out = nengo.Node(size_in=1)
+            nengo.Connection(net.inp, net.out, transform=1.0)
+        return net
+
+    def missing_connection():
+        with nengo.Network(seed=0) as net:
+            inp = nengo.Node(np.sin)
+            ens = nengo.Ensemble(20, 1, neuron_type=nengo.LIFRate())
+            nengo.Connection(inp, ens, transform=1.0)
+        return net
+
+    return [
+        (
+            other_size,
+            r"ensemble0.encoders \(Ensemble 'ens'\) has shape \(21, 1\) here but "
+            r"\(20, 1\) in the file",
+        ),
+        (
+            extra_connection,
+            r"connection2.weights \(Connection 'extra'\) with shape \(\) here "
+            "corresponds to nothing in the file",
+        ),
+        (
+            fewer_ensembles,
+            r"connection0.weights \(Connection\) with shape \(\) here corresponds "
+            r"to ensemble0.encoders \(Ensemble 'ens'\) with shape \(20, 1\)",
+        ),
+        (
+            missing_connection,
+            r"the file has connection1.weights \(Connection\) with shape \(1, 20\), "
+            "which this network does not have",
+        ),
+    ]
+
+
+@pytest.mark.parametrize(
+    "make, match", structure_error_cases(), ids=lambda v: getattr(v, "__name__", "")
+)
+def test_other_structure_is_refused_and_nothing_changes(tmp_path, make, match):
+    path = tmp_path / "params.npz"
+    with nengo_jax.Simulator(ramp_net(seed=1), progress_bar=False) as sim:
+        sim.save_params(path)
+    with nengo_jax.Simulator(make(), progress_bar=False) as sim:
+        before = raw_params(sim)
+        with pytest.raises(ValidationError, match=match):
+            sim.load_params(path)
+        assert_params_equal(before, raw_params(sim))
+
+
+class Malicious:
+    """Unpickling this would set ``UNPICKLED``."""
+
+    def __reduce__(self):
+        return (_unpickled, ())
+
+
+UNPICKLED = []
+
+
+def _unpickled():
+    UNPICKLED.append(True)
+    return "boom"
+
+
+def bad_files(good):
+    data = good.read_bytes()
+    arrays = dict(np.load(good))
+    return {
+        "missing": None,
+        "truncated": data[: len(data) // 2],
+        "empty": b"",
+        "text": b"these are not parameters\n",
+        "npy": ("npy", np.arange(3.0)),
+        "pickle": pickle.dumps({"ensemble0.encoders": np.zeros((20, 1))}),
+        "no marker": ("npz", {k: v for k, v in arrays.items() if k != "__format__"}),
+        "object array": ("npz", {**arrays, "ensemble0.bias": np.array([Malicious()])}),
+        "missing array": (
+            "npz",
+            {k: v for k, v in arrays.items() if k != "connection1.weights"},
+        ),
+    }
+
+
+UNREADABLE = "Cannot read .*bad.npz.* corrupt, truncated or not an .npz file"
+
+
+@pytest.mark.parametrize(
+    "case, error, match",
+    [
+        ("missing", FileNotFoundError, "No parameter file at .*bad.npz"),
+        ("truncated", ValidationError, UNREADABLE),
+        ("empty", ValidationError, UNREADABLE),
+        ("text", ValidationError, UNREADABLE),
+        ("npy", ValidationError, UNREADABLE),
+        ("pickle", ValidationError, UNREADABLE),
+        ("object array", ValidationError, UNREADABLE),
+        ("no marker", ValidationError, "bad.npz' is not a nengo_jax parameter file"),
+        (
+            "missing array",
+            ValidationError,
+            r"damaged: arrays \['connection1.weights'\]",
+        ),
+    ],
+)
+def test_bad_files_are_refused_and_nothing_changes(tmp_path, case, error, match):
+    # the good file has other values (another seed), so any write would show
+    good = tmp_path / "good.npz"
+    with nengo_jax.Simulator(ramp_net(seed=1), progress_bar=False) as sim:
+        sim.save_params(good)
+    content = bad_files(good)[case]
+    path = tmp_path / "bad.npz"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif isinstance(content, tuple) and content[0] == "npy":
+        with open(path, "wb") as f:
+            np.save(f, content[1])
+    elif isinstance(content, tuple):
+        with open(path, "wb") as f:
+            np.savez(f, **content[1])
+    with nengo_jax.Simulator(ramp_net(), minibatch_size=MB, progress_bar=False) as sim:
+        sim.run_steps(3)
+        before, state = raw_params(sim), {k: np.array(v) for k, v in sim._state.items()}
+        with pytest.raises(error, match=match):
+            sim.load_params(path, include_state=case == "truncated")
+        assert_params_equal(before, raw_params(sim))
+        assert_params_equal(state, {k: np.array(v) for k, v in sim._state.items()})
+        assert sim.n_steps == 3
+        assert not UNPICKLED
+        sim.load_params(good)  # the good file does change the parameters
+        assert not np.array_equal(
+            sim.get_params()[sim.model.toplevel.ens]["bias"],
+            sim.model.params[sim.model.toplevel.ens].bias.astype(np.float32),
+        )
+
+
+def test_state_from_a_file_without_state_is_refused(tmp_path):
+    path = tmp_path / "params.npz"
+    with nengo_jax.Simulator(ramp_net(), progress_bar=False) as sim:
+        sim.save_params(path)
+        sim.run_steps(2)
+        before = raw_params(sim)
+        with pytest.raises(ValidationError, match="holds no simulation state"):
+            sim.load_params(path, include_state=True)
+        assert_params_equal(before, raw_params(sim))
+        assert sim.n_steps == 2
+
+
+def test_save_is_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "params.npz"
+    net = ramp_net()
+    with nengo_jax.Simulator(net, minibatch_size=MB, progress_bar=False) as sim:
+        sim.save_params(path)
+        saved = path.read_bytes()
+        train(sim, net, epochs=1)
+
+        def interrupted(file, **arrays):
+            file.write(b"PK\x03\x04 half a zip file")
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(np, "savez", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            sim.save_params(path)
+        monkeypatch.undo()
+        # the good file is still there, and no temporary file is left behind
+        assert path.read_bytes() == saved
+        assert os.listdir(tmp_path) == ["params.npz"]
+        sim.save_params(path)  # overwrites
+        assert path.read_bytes() != saved
+        assert os.listdir(tmp_path) == ["params.npz"]
+
+
+def test_closed_simulator_refuses(tmp_path):
+    sim = nengo_jax.Simulator(ramp_net(), progress_bar=False)
+    sim.save_params(tmp_path / "p")
+    sim.close()
+    for call in (
+        lambda: sim.save_params(tmp_path / "q"),
+        lambda: sim.load_params(tmp_path / "p"),
+        sim.get_params,
+        lambda: sim.freeze_params(sim.model.toplevel),
+    ):
+        with pytest.raises(SimulatorClosed):
+            call()
+
+
+# -- back into Nengo --------------------------------------------------------------
+
+
+def mixed_net(seed=1):
+    """Every kind of connection weights: Dense, Sparse, decoders, full weights."""
+    with nengo.Network(seed=seed) as net:
+        net.inp = nengo.Node(nengo.processes.WhiteSignal(1, 5, seed=2), label="inp")
+        net.a = nengo.Ensemble(12, 2, neuron_type=nengo.LIFRate(), label="a")
+        net.b = nengo.Ensemble(8, 1, neuron_type=nengo.Sigmoid(), label="b")
+        net.d = nengo.Ensemble(3, 2, neuron_type=nengo.Direct(), label="d")
+        nengo.Connection(net.inp, net.a[0], transform=0.5, synapse=0.005)
+        pes = nengo.Connection(
+            net.a, net.b, function=lambda x: [x[0]], learning_rule_type=nengo.PES()
+        )
+        nengo.Connection(
+            net.a,
+            net.b,
+            function=lambda x: x[0] * x[1],
+            solver=nengo.solvers.LstsqL2(weights=True),
+        )
+        nengo.Connection(
+            net.a.neurons,
+            net.b.neurons,
+            transform=nengo.Sparse(
+                (8, 12), indices=[[0, 1], [3, 4], [7, 11]], init=[0.1, 0.2, -0.1]
+            ),
+        )
+        sparse = scipy.sparse.random(12, 8, density=0.2, random_state=1, format="csr")
+        nengo.Connection(
+            net.b.neurons, net.a.neurons, transform=nengo.Sparse((12, 8), init=sparse)
+        )
+        nengo.Connection(net.b, net.d[1], synapse=nengo.Alpha(0.01))
+        nengo.Connection(net.a, net.d, transform=[[1, 0.5], [0, 1]])
+        nengo.Connection(net.b, pes.learning_rule)
+        net.p = nengo.Probe(net.d, synapse=0.01, label="p")
+        nengo_jax.configure_settings(trainable=None)
+        # Nengo simulates Direct ensembles without encoders: nothing to freeze
+        net.config[net.d].trainable = False
+    return net
+
+
+def dense_data(weights):
+    """The stored values of dense or sparse (Nengo or scipy) weights."""
+    if isinstance(weights, nengo.transforms.SparseMatrix):
+        return weights.data
+    if scipy.sparse.issparse(weights):
+        return weights.tocsr().data
+    return np.asarray(weights)
+
+
+def test_freeze_then_nengo_simulator_reproduces_training():
+    net = mixed_net()
+    steps = 60
+    with nengo_jax.Simulator(net, progress_bar=False) as sim:
+        sim.compile(keras.optimizers.Adam(0.02), loss={net.p: "mse"})
+        sim.fit(n_steps=10, y={net.p: np.ones((4, 10, 2))}, epochs=2, verbose=0)
+        trained = sim.get_params()
+        sim.freeze_params(net)
+        sim.run_steps(steps)
+        ours = sim.data[net.p]
+        seed = sim.seed
+    with nengo.Simulator(net, seed=seed, progress_bar=False) as ref:
+        ref.run_steps(steps)
+        for obj in objects(net):
+            for name, value in trained[obj].items():
+                if name == "weights" and obj.learning_rule_type is None:
+                    assert_allclose(
+                        dense_data(ref.data[obj].weights), dense_data(value)
+                    )
+                elif name in ("scaled_encoders", "bias"):
+                    assert_allclose(getattr(ref.data[obj], name), value)
+    # training changed the output, and Nengo computes the trained model
+    original = mixed_net()
+    with nengo.Simulator(original, seed=seed, progress_bar=False) as untrained:
+        untrained.run_steps(steps)
+    assert not np.allclose(untrained.data[original.p], ours, atol=1e-2)
+    assert_allclose(ref.data[net.p], ours, atol=1e-4)
+
+
+def test_freeze_single_objects_and_spiking_network():
+    net = ramp_net(nengo.LIF())
+    with nengo_jax.Simulator(net, minibatch_size=MB, progress_bar=False) as sim:
+        train(sim, net)
+        sim.freeze_params([net.ens, net.c_out])  # not c_in
+        sim.freeze_params(net.c_in)
+        sim.run_steps(300)
+        ours = sim.data[net.p][0]
+    assert not net.ens.normalize_encoders
+    assert isinstance(net.c_in.transform, nengo.Dense)
+    assert isinstance(net.c_out.solver, nengo.solvers.NoSolver)
+    with nengo.Simulator(net, progress_bar=False) as ref:
+        ref.run_steps(300)
+    assert_allclose(ref.data[net.p], ours, atol=1e-4)
+
+
+def test_get_nengo_params_builds_equivalent_objects():
+    net = ramp_net()
+    with nengo_jax.Simulator(net, minibatch_size=MB, progress_bar=False) as sim:
+        train(sim, net, epochs=2)
+        ens_params = sim.get_nengo_params(net.ens)
+        listed = sim.get_nengo_params([net.ens, net.c_in, net.c_out])
+        by_label = sim.get_nengo_params([net.ens], as_dict=True)
+        with pytest.raises(ValidationError, match="unique label"):
+            sim.get_nengo_params(net, as_dict=True)
+        with pytest.raises(ValidationError, match="Expected a Network"):
+            sim.get_nengo_params(net.inp)
+        sim.run_steps(50)
+        ours = sim.data[net.p][0]
+    assert isinstance(ens_params, dict) and isinstance(listed, list)
+    assert set(by_label) == {"ens"}
+    assert set(ens_params) == {
+        "encoders",
+        "normalize_encoders",
+        "gain",
+        "bias",
+        "max_rates",
+        "intercepts",
+    }
+    assert set(listed[2]) == {"eval_points", "function", "solver", "transform"}
+
+    # a new network made of the same kinds of objects with these parameters
+    with nengo.Network(seed=5) as new:
+        inp = nengo.Node(np.sin)
+        ens = nengo.Ensemble(20, 1, neuron_type=nengo.LIFRate(), **listed[0])
+        out = nengo.Node(size_in=1)
+        nengo.Connection(inp, ens, synapse=None, **listed[1])
+        nengo.Connection(ens, out, synapse=0.005, **listed[2])
+        p = nengo.Probe(out)
+    with nengo.Simulator(new, progress_bar=False) as ref:
+        ref.run_steps(50)
+    assert_allclose(ref.data[p], ours, atol=1e-4)
+
+
+def test_fixed_weights_solver_is_not_compositional():
+    solver = FixedWeights(np.ones((3, 2)))
+    assert solver.weights and not solver.compositional
+    values, info = solver(None, None)
+    np.testing.assert_array_equal(values, np.ones((3, 2)))
+    assert info == {}
+
+
+def test_direct_ensemble_with_trained_encoders_cannot_be_frozen():
+    with nengo.Network(seed=0) as net:
+        inp = nengo.Node([0.5])
+        d = nengo.Ensemble(1, 1, neuron_type=nengo.Direct())
+        nengo.Connection(inp, d)
+        p = nengo.Probe(d)
+    with nengo_jax.Simulator(net, progress_bar=False) as sim:
+        sim.compile(keras.optimizers.SGD(0.5), loss={p: "mse"})
+        sim.fit(n_steps=2, y={p: np.ones((1, 2, 1))}, verbose=0)
+        with pytest.raises(ValidationError, match="Direct"):
+            sim.freeze_params(net)
+        sim.reset()
+        assert sim.get_nengo_params(d) == {}
+
+
+# -- resets -----------------------------------------------------------------------
+
+
+def test_reset_restores_only_what_it_names(tmp_path):
+    net = ramp_net()
+    with nengo_jax.Simulator(net, minibatch_size=MB, progress_bar=False) as sim:
+        initial = raw_params(sim)
+        train(sim, net, epochs=1)
+        trained = raw_params(sim)
+        sim.save_params(tmp_path / "trained")
+        assert not all(np.array_equal(initial[k], trained[k]) for k in initial)
+
+        sim.run_steps(4)
+        sim.reset(include_trainable=False)
+        assert_params_equal(trained, raw_params(sim))
+        assert sim.n_steps == 0 and sim.data[net.p].shape == (MB, 0, 1)
+
+        sim.run_steps(4)
+        sim.reset(include_probes=False)
+        assert_params_equal(initial, raw_params(sim))
+        assert sim.n_steps == 0 and sim.data[net.p].shape == (MB, 4, 1)
+
+        sim.load_params(tmp_path / "trained")
+        assert_params_equal(trained, raw_params(sim))
+        sim.soft_reset()  # keeps parameters and probe data
+        assert_params_equal(trained, raw_params(sim))
+        assert sim.data[net.p].shape == (MB, 4, 1)
+        sim.soft_reset(include_trainable=True, include_probes=True)
+        assert_params_equal(initial, raw_params(sim))
+        assert sim.data[net.p].shape == (MB, 0, 1)
+
+
+def test_reset_include_processes():
+    with nengo.Network(seed=0) as net:
+        stim = nengo.Node(0.8)
+        ens = nengo.Ensemble(
+            20, 1, neuron_type=nengo.PoissonSpiking(nengo.LIFRate()), label="ens"
+        )
+        nengo.Connection(stim, ens)
+        p = nengo.Probe(ens.neurons)
+    with nengo_jax.Simulator(net, progress_bar=False) as sim:
+        sim.run_steps(30)
+        first = sim.data[p].copy()
+        sim.reset()
+        sim.run_steps(30)
+        np.testing.assert_array_equal(sim.data[p], first)  # restarted
+        sim.reset(include_processes=False)
+        sim.run_steps(30)
+        assert not np.array_equal(sim.data[p], first)  # went on
+        sim.reset(seed=sim.seed + 1)
+        sim.run_steps(30)
+        assert not np.array_equal(sim.data[p], first)
