@@ -532,3 +532,14 @@ def test_check_gradients(monkeypatch):
     with nengo_jax.Simulator(net, minibatch_size=MB, progress_bar=False) as sim:
         with pytest.raises(SimulationError, match="Gradient mismatch in parameter"):
             sim.check_gradients(n_steps=5)
+
+
+def test_trained_parameters_readable_after_close():
+    net = ramp_net()
+    x, y = xy()
+    with nengo_jax.Simulator(net, minibatch_size=MB, progress_bar=False) as sim:
+        sim.compile(keras.optimizers.Adam(1e-3), loss={net.p: "mse"})
+        sim.fit({net.inp: x}, {net.p: y}, epochs=2, verbose=0)
+        trained = sim.data[net.ens].encoders.copy()
+    assert not np.allclose(trained, sim.model.params[net.ens].encoders)
+    np.testing.assert_array_equal(sim.data[net.ens].encoders, trained)

@@ -99,7 +99,9 @@ def trainable_signals(model, network) -> list:
             if sigs.get("weights") is not None and decide(obj):
                 signals.append(sigs["weights"])
         elif isinstance(obj, nengo.Ensemble):
-            if sigs.get("encoders") is not None and decide(obj):
+            # Direct ensembles have no neurons: their encoders are unused
+            direct = isinstance(obj.neuron_type, nengo.Direct)
+            if sigs.get("encoders") is not None and not direct and decide(obj):
                 signals.append(sigs["encoders"])
         elif isinstance(obj, TensorNode) and is_layer(obj.tensor_func):
             for i, var in enumerate(obj.tensor_func.weights):

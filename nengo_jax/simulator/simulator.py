@@ -289,11 +289,13 @@ class Simulator(KerasMethods, LegacyTraining, ParamsMethods):
     def close(self):
         """Close the simulator; later runs raise `SimulatorClosed`.
 
-        ``sim.data`` stays readable after closing.
+        ``sim.data`` stays readable after closing, with the trained parameters
+        (kept on the host; the device arrays are released).
         """
         self.closed = True
         self._state = None
-        self._params = None
+        if getattr(self, "_params", None) is not None:
+            self._params = jax.device_get(self._params)
         self._keras = None
 
     def reset(
