@@ -8,6 +8,7 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 
 from nengo_jax import callbacks, losses, obj  # noqa: E402
 from nengo_jax.config import configure_settings  # noqa: E402
+from nengo_jax.converter import Converter  # noqa: E402
 from nengo_jax.neurons.types import (  # noqa: E402
     LeakyReLU,
     SoftLIFRate,
@@ -18,6 +19,7 @@ from nengo_jax.tensor_node import Layer, TensorNode  # noqa: E402
 from nengo_jax.version import __version__  # noqa: E402
 
 __all__ = [
+    "Converter",
     "Layer",
     "LeakyReLU",
     "Simulator",
