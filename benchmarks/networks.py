@@ -10,11 +10,12 @@ or a `nengo.processes.WhiteSignal`, so no network needs data fed at run time.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import nengo
 import numpy as np
-from nengo.networks import CircularConvolution, EnsembleArray
+from nengo.networks import BasalGanglia, CircularConvolution, EnsembleArray
 
 
 @dataclass(frozen=True)
@@ -165,12 +166,105 @@ def chain(
     return Benchmark(net, probe, _count(net))
 
 
+def basal_ganglia(
+    neuron_type: nengo.neurons.NeuronType,
+    scale: float = 1.0,
+    seed: int = 0,
+    dimensions: int = 128,
+    neurons_per_d: int = 32,
+) -> Benchmark:
+    """`nengo.networks.BasalGanglia` choosing among ``dimensions`` actions.
+
+    ``neurons_per_d`` is Nengo's ``n_neurons_per_ensemble``; the utilities are
+    slowly moving sinusoids, so the selected action changes over time.
+    """
+    dimensions = scaled(dimensions, scale, minimum=2)
+    phases = np.linspace(0, 2 * np.pi, dimensions, endpoint=False)
+    with nengo.Network(label="basal_ganglia", seed=seed) as net:
+        net.config[nengo.Ensemble].neuron_type = neuron_type
+        utilities = nengo.Node(
+            lambda t: 0.5 + 0.3 * np.sin(2 * np.pi * t + phases), label="utilities"
+        )
+        bg = BasalGanglia(dimensions, n_neurons_per_ensemble=neurons_per_d)
+        nengo.Connection(utilities, bg.input, synapse=None)
+        probe = nengo.Probe(bg.output, synapse=0.01)
+    return Benchmark(net, probe, _count(net))
+
+
+def random_network(
+    neuron_type: nengo.neurons.NeuronType,
+    scale: float = 1.0,
+    seed: int = 0,
+    dimensions: int = 64,
+    neurons_per_d: int = 32,
+    n_ensembles: int = 20,
+    connections_per: int = 5,
+    scale_ensembles: bool = False,
+) -> Benchmark:
+    """``n_ensembles`` ensemble arrays connected at random.
+
+    Each of the ``n_ensembles`` nodes of the graph is an `.EnsembleArray` of
+    ``dimensions`` 1-D ensembles of ``neurons_per_d`` neurons (one plain
+    ensemble's worth of neurons, without the cost of solving for
+    high-dimensional decoders). Each sends ``connections_per`` connections
+    (0.01 s lowpass) to arrays drawn at random with replacement, itself
+    included, each with a random orthogonal transform scaled by 0.5, so the
+    activity neither dies out nor blows up. A WhiteSignal drives the first array
+    and the last one is probed. ``scale`` multiplies ``dimensions``, or with
+    ``scale_ensembles`` the number of ensembles.
+    """
+    if scale_ensembles:
+        n_ensembles = scaled(n_ensembles, scale)
+    else:
+        dimensions = scaled(dimensions, scale)
+    rng = np.random.RandomState(seed)
+    with nengo.Network(label="random_network", seed=seed) as net:
+        net.config[nengo.Ensemble].neuron_type = neuron_type
+        stim = nengo.Node(_white(), size_out=dimensions, label="stim")
+        arrays = [
+            EnsembleArray(neurons_per_d, dimensions, label=f"array{i}")
+            for i in range(n_ensembles)
+        ]
+        nengo.Connection(stim, arrays[0].input, synapse=None)
+        for pre in arrays:
+            for post in rng.randint(n_ensembles, size=connections_per):
+                q, _ = np.linalg.qr(rng.standard_normal((dimensions, dimensions)))
+                nengo.Connection(
+                    pre.output, arrays[post].input, transform=0.5 * q, synapse=0.01
+                )
+        probe = nengo.Probe(arrays[-1].output, synapse=0.01)
+    return Benchmark(net, probe, _count(net))
+
+
+#: 2,000 ensembles (1-D, 32 neurons) and 10,000 random connections between them;
+#: ``scale`` multiplies the number of ensembles.
+large_random_network = functools.partial(
+    random_network,
+    dimensions=1,
+    neurons_per_d=32,
+    n_ensembles=2000,
+    connections_per=5,
+    scale_ensembles=True,
+)
+
+#: The default benchmark suite.
 NETWORKS = {
     "integrator": integrator,
     "cconv": cconv,
     "pes": pes,
     "chain": chain,
 }
+
+#: The networks of the optimizer issue (``run.py --optimizer``): big models whose
+#: build, compile and step times depend on operator merging.
+OPTIMIZER_NETWORKS = {
+    "cconv128": functools.partial(cconv, dimensions=128, neurons_per_d=64),
+    "basal_ganglia": basal_ganglia,
+    "random": random_network,
+    "random_large": large_random_network,
+}
+
+ALL_NETWORKS = {**NETWORKS, **OPTIMIZER_NETWORKS}
 
 
 def step_loop_network(seed: int = 0) -> tuple[nengo.Network, list[nengo.Probe]]:

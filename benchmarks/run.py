@@ -9,6 +9,9 @@ its header. Examples::
     .venv/bin/python benchmarks/run.py --networks --step-loop   # step() loop only
     .venv/bin/python benchmarks/run.py --step-loop \
         --out benchmarks/results/cpu-$(date +%F).md
+    .venv/bin/python benchmarks/run.py --networks --optimizer  # the optimizer table
+    .venv/bin/python benchmarks/run.py --networks --optimizer cconv chain \
+        --scale 0.1 --steps 100 --neuron-types lif            # a quick try
 
 For every network, neuron type and minibatch size it records the build time
 (the Simulator constructor), the first run (which includes JAX's compile for
@@ -16,6 +19,12 @@ nengo_jax), and the steady time per 1000 steps: the median of ``--repeats``
 further runs of ``--steps`` steps. `nengo.Simulator` has no minibatch; its
 minibatch-N time is N times its measured minibatch-1 time, i.e. N sequential
 runs, which is how nengo_jax's speedup at that size is computed.
+
+``--optimizer`` adds a table of what nengo_jax's graph optimizer does to each
+named network (by default the big networks of the optimizer issue:
+``cconv128``, ``basal_ganglia``, ``random``, ``random_large``): operators as
+built, after the simplifications and after merging, and build, compile and
+steady times, with the default planner beside ``noop_planner`` (no merging).
 """
 
 from __future__ import annotations
@@ -27,13 +36,21 @@ import statistics
 import sys
 import time
 import traceback
+from dataclasses import dataclass
 
 import nengo
 from nengo.cache import NoDecoderCache
-from networks import NETWORKS, NEURON_TYPES, step_loop_network
-from report import Report, Row, header_lines
+from networks import (
+    ALL_NETWORKS,
+    NETWORKS,
+    NEURON_TYPES,
+    OPTIMIZER_NETWORKS,
+    step_loop_network,
+)
+from report import Report, Row, fmt, header_lines
 
 import nengo_jax
+from nengo_jax.graph_optimizer import noop_planner
 
 SIMULATORS = ("nengo", "nengo_jax")
 
@@ -117,7 +134,9 @@ def run_networks(args, report) -> None:
     """
     for name in args.networks:
         for neuron_name in args.neuron_types:
-            bench = NETWORKS[name](NEURON_TYPES[neuron_name](), args.scale, args.seed)
+            bench = ALL_NETWORKS[name](
+                NEURON_TYPES[neuron_name](), args.scale, args.seed
+            )
             facts = dict(
                 network=name, n_neurons=bench.n_neurons, neuron_type=neuron_name
             )
@@ -185,6 +204,147 @@ def run_step_loop(args, report) -> None:
         gc.collect()
 
 
+@dataclass
+class OptimizerRow:
+    """One line of the optimizer table; times in seconds."""
+
+    network: str
+    n_neurons: int
+    neuron_type: str
+    planner: str
+    operators: int | None = None
+    simplified: int | None = None
+    merged: int | None = None
+    optimizer_s: float | None = None
+    build_s: float | None = None
+    compile_s: float | None = None
+    steady_s: float | None = None  # per 1000 steps
+    speedup: float | None = None  # noop planner steady time / this one's
+    error: str | None = None
+
+    def line(self) -> str:
+        counts = (self.operators, self.simplified, self.merged)
+        cells = [
+            self.network,
+            str(self.n_neurons),
+            self.neuron_type,
+            self.planner,
+            *("-" if n is None else str(n) for n in counts),
+            fmt(self.optimizer_s, ".2f"),
+            fmt(self.build_s, ".2f"),
+            fmt(self.compile_s, ".2f"),
+            fmt(self.steady_s, ".3f") if self.error is None else self.error,
+            fmt(self.speedup, ".2f"),
+        ]
+        return "| " + " | ".join(cells) + " |"
+
+
+OPTIMIZER_NOTES = """\
+Notes:
+
+- *built*, *simplified*, *merged*: operators as Nengo built them, after
+  nengo_jax's simplifications, and after merging (the groups the program runs
+  each step; the noop planner merges nothing). See `sim.optimizer_report`.
+- *optimizer s*: simplifying plus merging, part of *build s* (the Simulator
+  constructor, Nengo's builder included, decoder cache off).
+- *compile s*: the first `run_steps(steps)` minus the median later one, i.e.
+  tracing and XLA compilation.
+- *steady s/1000 steps*: the median of the timed repeats, per 1000 steps, at
+  minibatch 1; *vs noop*: the noop planner's steady time over this one's.
+"""
+
+
+class SuiteReport(Report):
+    """`Report` with the optimizer table after the others."""
+
+    def __init__(self, header, out, args):
+        super().__init__(header, out, args)
+        self.optimizer_rows: list[OptimizerRow] = []
+
+    def add_optimizer(self, row: OptimizerRow) -> None:
+        self.optimizer_rows.append(row)
+        print(row.line(), file=sys.stderr, flush=True)
+        self.write()
+
+    def markdown(self) -> str:
+        text = super().markdown()
+        if not self.optimizer_rows:
+            return text
+        lines = [
+            "",
+            "## Graph optimizer",
+            "",
+            "| network | neurons | neuron type | planner | built | simplified "
+            "| merged | optimizer s | build s | compile s | steady s/1000 steps "
+            "| vs noop |",
+            "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        lines += [r.line() for r in self.optimizer_rows]
+        lines += ["", OPTIMIZER_NOTES.rstrip()]
+        return text + "\n".join(lines) + "\n"
+
+
+def time_optimizer(row: OptimizerRow, net, planner, steps: int, repeats: int):
+    """Fill ``row`` from a nengo_jax Simulator of ``net`` with ``planner``."""
+    with net:
+        nengo_jax.configure_settings(planner=planner)
+    start = time.perf_counter()
+    sim = make_simulator("nengo_jax", net, 1)
+    try:
+        row.build_s = time.perf_counter() - start
+        report = sim.optimizer_report
+        row.operators, row.simplified, row.merged = (
+            report.operators,
+            report.simplified,
+            report.merged,
+        )
+        row.optimizer_s = report.simplify_s + report.merge_s
+        start = time.perf_counter()
+        sim.run_steps(steps, progress_bar=False)
+        first_s = time.perf_counter() - start
+        runs = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            sim.run_steps(steps, progress_bar=False)
+            runs.append(time.perf_counter() - start)
+    finally:
+        sim.close()
+    steady = statistics.median(runs)
+    row.compile_s = max(0.0, first_s - steady)
+    row.steady_s = steady * 1000 / steps
+
+
+def run_optimizer(args, report) -> None:
+    """The optimizer table: each network with the default and the noop planner."""
+    for name in args.optimizer:
+        for neuron_name in args.neuron_types:
+            bench = ALL_NETWORKS[name](
+                NEURON_TYPES[neuron_name](), args.scale, args.seed
+            )
+            rows = {}
+            for label, planner in (("noop", noop_planner), ("default", None)):
+                row = rows[label] = OptimizerRow(
+                    name, bench.n_neurons, neuron_name, label
+                )
+                print(
+                    f"optimizer: {name} {neuron_name} with the {label} planner...",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                try:
+                    time_optimizer(row, bench.net, planner, args.steps, args.repeats)
+                except Exception as e:
+                    traceback.print_exc()
+                    row.error = short_error(e)
+                gc.collect()
+            noop, default = rows["noop"].steady_s, rows["default"].steady_s
+            if None not in (noop, default):
+                rows["default"].speedup = noop / default
+                rows["noop"].speedup = 1.0
+            report.add_optimizer(rows["default"])
+            report.add_optimizer(rows["noop"])
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
@@ -193,9 +353,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--networks",
         nargs="*",
-        choices=list(NETWORKS),
+        choices=list(ALL_NETWORKS),
         default=list(NETWORKS),
         help="networks to time; give the flag with no names to time none",
+    )
+    parser.add_argument(
+        "--optimizer",
+        nargs="*",
+        choices=list(ALL_NETWORKS),
+        help="also report the graph optimizer (operators before and after "
+        "simplification and merging; build, compile and steady times, default "
+        "planner beside noop_planner) on these networks; with no names: "
+        + ", ".join(OPTIMIZER_NETWORKS),
     )
     parser.add_argument(
         "--neuron-types", nargs="+", choices=list(NEURON_TYPES), default=["lif", "relu"]
@@ -226,16 +395,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if min(args.minibatch) < 1 or args.steps < 1 or args.repeats < 1:
         parser.error("--minibatch, --steps and --repeats must be positive")
+    if args.optimizer is not None and not args.optimizer:
+        args.optimizer = list(OPTIMIZER_NETWORKS)
     return args
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    report = Report(header_lines(args), args.out, args)
+    report = SuiteReport(header_lines(args), args.out, args)
     start = time.perf_counter()
     run_networks(args, report)
     if args.step_loop:
         run_step_loop(args, report)
+    if args.optimizer:
+        run_optimizer(args, report)
     report.header = report.header + [
         f"- Total benchmark time: {time.perf_counter() - start:.0f} s; load average "
         "at end: " + ", ".join(f"{x:.2f}" for x in os.getloadavg())

@@ -10,17 +10,14 @@ import jax
 import numpy as np
 from nengo import Node
 from nengo.builder import Model
-from nengo.builder.optimizer import optimize as nengo_optimize
 from nengo.cache import get_default_decoder_cache
 from nengo.exceptions import (
     ReadonlyError,
     SimulatorClosed,
     ValidationError,
 )
-from nengo.utils.graphs import toposort
 from nengo.utils.numpy import maxint
 from nengo.utils.progress import Progress, ProgressTracker
-from nengo.utils.simulator import operator_dependency_graph
 
 import nengo_jax.ops  # noqa: F401  (registers the operator builders)
 from nengo_jax.build.layout import Layout
@@ -28,6 +25,7 @@ from nengo_jax.build.marking import keep_history
 from nengo_jax.build.program import RNG_KEY, Program, new_rng_state
 from nengo_jax.build.registry import BuildContext, builder_for
 from nengo_jax.config import Settings
+from nengo_jax.optimizer import plan_operators
 from nengo_jax.simulator.data import SignalValues, SimulationData, check_node_data
 from nengo_jax.simulator.legacy import LegacyTraining
 from nengo_jax.simulator.params import ParamsMethods
@@ -136,13 +134,15 @@ class Simulator(KerasMethods, LegacyTraining, ParamsMethods):
     def _build(self, progress):
         """Merge and order the operators, and make their builders and the program."""
         model = self.model
-        dg = operator_dependency_graph(model.operators)
-        if self.optimize:
-            # Nengo's own operator merging (the same as nengo.Simulator's): merged
-            # operators and contiguous signals make a much smaller program.
-            with progress.next_stage("Building (running optimizer)", "Optimization"):
-                nengo_optimize(model, dg)
-        self._ops = [op for op in toposort(dg) if hasattr(op, "make_step")]
+        # simplify, then merge with Nengo's optimizer (unless optimize=False or
+        # the noop planner): merged operators and contiguous signals make a much
+        # smaller program
+        plan = plan_operators(
+            model, self.settings, merge=self.optimize, progress=progress
+        )
+        self._ops = plan.operators
+        self._optimizer_report = plan.report
+        logger.info("Optimized %s: %s", model, plan.report)
         self._node_index = {
             obj: i for i, obj in enumerate(model.sig) if isinstance(obj, Node)
         }
@@ -150,7 +150,7 @@ class Simulator(KerasMethods, LegacyTraining, ParamsMethods):
         self._layout = Layout(
             model,
             self._ops,
-            [model.step, model.time] + [sig for _, sig in probe_sigs],
+            [model.step, model.time] + [sig for _, sig in probe_sigs] + list(plan.kept),
             dtype=self.settings.dtype,
         )
         ctx = BuildContext(
@@ -212,6 +212,11 @@ class Simulator(KerasMethods, LegacyTraining, ParamsMethods):
     def step_order(self):
         """(list) The operators in the order they run each timestep."""
         return list(self._ops)
+
+    @property
+    def optimizer_report(self):
+        """(OptimizerReport) Operators before and after simplifying and merging."""
+        return self._optimizer_report
 
     @property
     def signals(self):

@@ -1,0 +1,243 @@
+"""The optimizer stage: simplify, merge and order a built model's operators."""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from nengo.builder import Model
+from nengo.builder.optimizer import optimize as nengo_optimize
+from nengo.builder.signal import Signal
+from nengo.exceptions import BuildError, ConfigError
+from nengo.utils.simulator import operator_dependency_graph
+
+from nengo_jax.build.registry import builder_for
+from nengo_jax.optimizer.planners import merges
+from nengo_jax.optimizer.simplify import default_simplifications, simplify
+from nengo_jax.optimizer.sorting import check_sorter
+
+
+@dataclass(frozen=True)
+class OptimizerReport:
+    """What the optimizer did to a model's operators (``sim.optimizer_report``).
+
+    Attributes
+    ----------
+    operators : int
+        Operators as Nengo built them.
+    simplified : int
+        Operators after the simplifications.
+    merged : int
+        Operators after merging: the groups the program runs each step.
+    simplifications : Mapping[str, int]
+        Each simplification's name -> how many operators it took out (removed,
+        or replaced by a rewritten operator).
+    groups : Mapping[str, int]
+        Builder class name -> how many groups (merged operators) it builds.
+    merging : bool
+        Whether operators were merged (False with ``optimize=False`` or the
+        `.noop_planner`).
+    simplify_s, merge_s : float
+        Seconds spent simplifying and merging.
+    """
+
+    operators: int
+    simplified: int
+    merged: int
+    simplifications: Mapping[str, int]
+    groups: Mapping[str, int]
+    merging: bool
+    simplify_s: float
+    merge_s: float
+
+    def __str__(self):
+        changes = ", ".join(f"{k} {v}" for k, v in self.simplifications.items())
+        merged = (
+            f"{self.merged} after merging ({self.merge_s:.2f} s)"
+            if self.merging
+            else f"{self.merged} (no merging)"
+        )
+        groups = ", ".join(f"{k} {v}" for k, v in self.groups.items())
+        return (
+            f"{self.operators} operators; {self.simplified} after simplification "
+            f"({changes or 'none'}; {self.simplify_s:.2f} s); {merged}. "
+            f"Groups per builder: {groups or 'none'}"
+        )
+
+
+@dataclass(frozen=True)
+class OperatorPlan:
+    """The operators to build, in step order, and what the optimizer did.
+
+    Attributes
+    ----------
+    operators : list of Operator
+        In the order they run each step.
+    kept : tuple of Signal
+        Base signals that no operator uses but that Nengo objects name or that
+        only removed operators used: they hold their initial value at every
+        step, and the layout keeps them so that ``sim.signals`` reads them.
+    report : OptimizerReport
+    """
+
+    operators: list
+    kept: tuple
+    report: OptimizerReport
+
+
+def resolve_simplifications(simplifications) -> list[Callable]:
+    """The simplifications a ``configure_settings`` value names (None: default)."""
+    if simplifications is None:
+        return list(default_simplifications)
+    fns = None
+    if not isinstance(simplifications, str | bytes) and hasattr(
+        simplifications, "__iter__"
+    ):
+        fns = list(simplifications)
+    if fns is None or not all(callable(fn) for fn in fns):
+        raise ConfigError(
+            "simplifications must be a list of functions (operators, model) -> "
+            f"operators, e.g. [graph_optimizer.remove_zero_incs]; got "
+            f"{simplifications!r}. Use [] for none, None for the defaults."
+        )
+    return fns
+
+
+def plan_operators(
+    model: Model, settings, merge: bool = True, progress=None
+) -> OperatorPlan:
+    """Simplify, merge (with Nengo's optimizer) and order ``model``'s operators.
+
+    Parameters
+    ----------
+    model : nengo.builder.Model
+        The built model. Merging replaces its operators and updates its
+        signals, as `nengo.Simulator` does; without merging it is unchanged.
+    settings : nengo_jax.config.Settings
+        Its ``simplifications``, ``planner`` and ``sorter`` are used.
+    merge : bool
+        Whether to merge at all (the Simulator's ``optimize``).
+    progress : nengo.utils.progress.ProgressTracker
+        Merging runs as its "Optimization" stage, as in `nengo.Simulator`.
+    """
+    simplifications = resolve_simplifications(settings.simplifications)
+    merging = merges(settings.planner) and merge
+    check_sorter(settings.sorter)
+
+    built = list(model.operators)
+    start = time.perf_counter()
+    ops, changed = simplify(built, model, simplifications)
+    simplify_s = time.perf_counter() - start
+    # (before merging, which changes the signals of the operators it merges)
+    left = _bases(ops)
+    vanished = [b for b in _ordered_bases(built) if b not in left]
+
+    dg = operator_dependency_graph(ops)
+    start = time.perf_counter()
+    if merging:
+        stage = (
+            progress.next_stage("Building (running optimizer)", "Optimization")
+            if progress is not None
+            else contextlib.nullcontext()
+        )
+        with stage:
+            nengo_optimize(model, dg)
+    merge_s = time.perf_counter() - start
+    ordered = [op for op in stable_toposort(dg) if hasattr(op, "make_step")]
+    # named signals first, then the others, in a fixed order (array keys of
+    # unnamed signals follow their order, and must be the same when rebuilt)
+    used = _bases(ordered)
+    kept = [b for b in named_bases(model) if b not in used]
+    kept += [b for b in vanished if b not in kept]
+
+    report = OptimizerReport(
+        operators=len(built),
+        simplified=len(ops),
+        merged=len(ordered),
+        simplifications=MappingProxyType(changed),
+        groups=MappingProxyType(dict(sorted(_groups(ordered).items()))),
+        merging=merging,
+        simplify_s=simplify_s,
+        merge_s=merge_s,
+    )
+    return OperatorPlan(ordered, tuple(kept), report)
+
+
+def _bases(operators) -> set:
+    return {sig.base for op in operators for sig in op.all_signals}
+
+
+def _ordered_bases(operators) -> list:
+    bases = {}
+    for op in operators:
+        for sig in op.all_signals:
+            bases.setdefault(sig.base, None)
+    return list(bases)
+
+
+def named_bases(model: Model) -> list:
+    """Bases of the signals of Nengo objects, in ``model.sig`` order.
+
+    Leaves out the builder's shared constants (``model.sig["common"]``).
+    """
+    bases = {}
+    for obj, sigs in model.sig.items():
+        if obj == "common":
+            continue
+        for sig in sigs.values():
+            if isinstance(sig, Signal):
+                bases.setdefault(sig.base, None)
+    return list(bases)
+
+
+def stable_toposort(dg: dict) -> list:
+    """The operators of ``dg`` in dependency order, ties broken by ``dg``'s order.
+
+    Unlike `nengo.utils.graphs.toposort` (whose order depends on object ids),
+    the same graph always gives the same order, so that a rebuilt (e.g.
+    unpickled) model lays its signals out as the original did.
+
+    Parameters
+    ----------
+    dg : dict
+        ``{a: {b, c}}`` where ``b`` and ``c`` depend on ``a``; every operator is
+        a key.
+    """
+    ops = list(dg)
+    position = {op: i for i, op in enumerate(ops)}
+    waiting = dict.fromkeys(ops, 0)
+    for after in dg.values():
+        for op in after:
+            waiting[op] += 1
+    ready = [position[op] for op, n in waiting.items() if n == 0]
+    heapq.heapify(ready)
+    ordered = []
+    while ready:
+        op = ops[heapq.heappop(ready)]
+        ordered.append(op)
+        for nxt in dg[op]:
+            waiting[nxt] -= 1
+            if waiting[nxt] == 0:
+                heapq.heappush(ready, position[nxt])
+    if len(ordered) != len(ops):
+        raise BuildError(
+            "Input graph has cycles. This usually occurs because too many "
+            "connections have no synapses. Try setting more synapses to '0' "
+            "instead of 'None'."
+        )
+    return ordered
+
+
+def _groups(operators) -> Counter:
+    counts = Counter()
+    for op in operators:
+        try:
+            counts[builder_for(op).__name__] += 1
+        except BuildError:  # the Simulator reports the missing builder
+            counts[type(op).__name__] += 1
+    return counts
