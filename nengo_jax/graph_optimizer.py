@@ -25,8 +25,10 @@ As in NengoDL::
     ``order_signals`` is not provided yet (issue 3).
 ``simplifications``
     A list of functions ``(operators, model) -> operators``, applied in order,
-    repeatedly, before merging, until nothing changes. None (the default) is
-    `default_simplifications`; ``[]`` turns simplification off. See
+    repeatedly, before merging, until nothing changes. None (the default)
+    applies none for now, because a simplified graph may order operators unlike
+    `nengo.Simulator`, so seeded processes would draw other seeds than Nengo's
+    (issue 3); ask for ``default_simplifications`` explicitly. See
     `nengo_jax.optimizer.simplify` for exactly what each one may change.
 
 ``sim.optimizer_report`` says what the optimizer did (operators before and

@@ -14,11 +14,12 @@ from nengo.builder import Model
 from nengo.builder.optimizer import optimize as nengo_optimize
 from nengo.builder.signal import Signal
 from nengo.exceptions import BuildError, ConfigError
+from nengo.utils.graphs import toposort
 from nengo.utils.simulator import operator_dependency_graph
 
 from nengo_jax.build.registry import builder_for
 from nengo_jax.optimizer.planners import merges
-from nengo_jax.optimizer.simplify import default_simplifications, simplify
+from nengo_jax.optimizer.simplify import simplify
 from nengo_jax.optimizer.sorting import check_sorter
 
 
@@ -83,17 +84,27 @@ class OperatorPlan:
         only removed operators used: they hold their initial value at every
         step, and the layout keeps them so that ``sim.signals`` reads them.
     report : OptimizerReport
+    seeding_order : list of Operator
+        The operators in `nengo.Simulator`'s order (Nengo's own toposort), in
+        which they draw their seeds from the simulator's generator: host
+        processes must draw alike to get Nengo's noise.
     """
 
     operators: list
     kept: tuple
     report: OptimizerReport
+    seeding_order: list
 
 
 def resolve_simplifications(simplifications) -> list[Callable]:
-    """The simplifications a ``configure_settings`` value names (None: default)."""
+    """The simplifications a ``configure_settings`` value names (None: none).
+
+    None applies none for now: a simplified graph can order operators unlike
+    `nengo.Simulator`, and then seeded processes draw other seeds than Nengo's
+    (issue 3). ``simplifications=default_simplifications`` asks for them.
+    """
     if simplifications is None:
-        return list(default_simplifications)
+        return []
     fns = None
     if not isinstance(simplifications, str | bytes) and hasattr(
         simplifications, "__iter__"
@@ -165,7 +176,8 @@ def plan_operators(
         simplify_s=simplify_s,
         merge_s=merge_s,
     )
-    return OperatorPlan(ordered, tuple(kept), report)
+    seeding = [op for op in toposort(dg) if hasattr(op, "make_step")]
+    return OperatorPlan(ordered, tuple(kept), report, seeding)
 
 
 def _bases(operators) -> set:

@@ -141,6 +141,9 @@ class Simulator(KerasMethods, LegacyTraining, ParamsMethods):
             model, self.settings, merge=self.optimize, progress=progress
         )
         self._ops = plan.operators
+        position = {op: i for i, op in enumerate(self._ops)}
+        #: builder indices in the order nengo.Simulator seeds its operators
+        self._seeding = [position[op] for op in plan.seeding_order]
         self._optimizer_report = plan.report
         logger.info("Optimized %s: %s", model, plan.report)
         self._node_index = {
@@ -340,8 +343,9 @@ class Simulator(KerasMethods, LegacyTraining, ParamsMethods):
         state = self._layout.initial_state(self.minibatch_size)
         if include_processes:
             rng = np.random.RandomState(self._seed)
-            for builder in self._program.builders:
-                builder.reset_host(rng, self.minibatch_size)
+            builders = self._program.builders
+            for i in self._seeding:  # draw seeds in nengo.Simulator's order
+                builders[i].reset_host(rng, self.minibatch_size)
             state[RNG_KEY] = new_rng_state(self._seed)
             if self._keras is not None:
                 self._keras.stream_cache.clear()

@@ -51,7 +51,9 @@ def count(ops, cls, **attrs):
     )
 
 
-def run_ours(net, simplifications=None, planner=None, steps=N_STEPS, data=None):
+def run_ours(
+    net, simplifications=default_simplifications, planner=None, steps=N_STEPS, data=None
+):
     """Probe data and optimizer report of ``net`` under these settings."""
     with net:
         nengo_jax.configure_settings(simplifications=simplifications, planner=planner)
@@ -122,6 +124,8 @@ def test_remove_zero_incs_counts_and_output():
 
 def test_signals_of_removed_operators_stay_readable():
     net = unconnected_inputs_net()
+    with net:
+        nengo_jax.configure_settings(simplifications=default_simplifications)
     with nengo_jax.Simulator(net, progress_bar=False) as sim:
         sim.run_steps(3)
         sig = sim.model.sig[net.idle_ens]["in"]
@@ -490,10 +494,18 @@ def test_random_networks_all_combinations(seed):
     for probe in net.all_probes:
         assert_allclose(ref[probe], nengo_ref[probe], atol=1e-4)
     simplified = set()
-    for simplifications in (None, []):
+    for simplifications in (default_simplifications, []):
         for planner in (None, noop_planner):
             out, report = run_ours(net, simplifications, planner)
             simplified.add(report.simplified)
             for probe in net.all_probes:
                 assert_allclose(out[probe], ref[probe])
     assert min(simplified) < plain.operators
+
+
+def test_no_simplifications_by_default():
+    """None (the default) simplifies nothing (seeds must follow Nengo's order)."""
+    net = unconnected_inputs_net()
+    with nengo_jax.Simulator(net, progress_bar=False) as sim:
+        report = sim.optimizer_report
+    assert report.simplified == report.operators
