@@ -141,9 +141,8 @@ class Simulator(KerasMethods, LegacyTraining, ParamsMethods):
             model, self.settings, merge=self.optimize, progress=progress
         )
         self._ops = plan.operators
-        position = {op: i for i, op in enumerate(self._ops)}
-        #: builder indices in the order nengo.Simulator seeds its operators
-        self._seeding = [position[op] for op in plan.seeding_order]
+        #: operator -> its place in the order nengo.Simulator seeds operators
+        self._seed_rank = {op: i for i, op in enumerate(plan.seeding_order)}
         self._optimizer_report = plan.report
         logger.info("Optimized %s: %s", model, plan.report)
         self._node_index = {
@@ -343,9 +342,13 @@ class Simulator(KerasMethods, LegacyTraining, ParamsMethods):
         state = self._layout.initial_state(self.minibatch_size)
         if include_processes:
             rng = np.random.RandomState(self._seed)
-            builders = self._program.builders
-            for i in self._seeding:  # draw seeds in nengo.Simulator's order
-                builders[i].reset_host(rng, self.minibatch_size)
+            # draw seeds in nengo.Simulator's order
+            rank = self._seed_rank
+            for builder in sorted(
+                self._program.builders,
+                key=lambda b: min(rank.get(op, len(rank)) for op in b.ops),
+            ):
+                builder.reset_host(rng, self.minibatch_size)
             state[RNG_KEY] = new_rng_state(self._seed)
             if self._keras is not None:
                 self._keras.stream_cache.clear()
