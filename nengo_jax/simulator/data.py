@@ -15,32 +15,36 @@ from nengo_jax.build.env import SignalEnv
 from nengo_jax.build.layout import sparse_coords
 
 
-def find_node(model, key):
-    """Resolve a Node or a Node label to a Node of ``model``."""
+def find_object(objects, key, cls, attr="data"):
+    """Resolve ``key``, an object of type ``cls`` or its label, among ``objects``."""
+    name = cls.__name__
     if isinstance(key, str):
-        matches = [
-            obj for obj in model.sig if isinstance(obj, Node) and obj.label == key
-        ]
+        matches = [o for o in objects if isinstance(o, cls) and o.label == key]
         if len(matches) != 1:
             raise ValidationError(
-                f"data key {key!r} must name exactly one Node of the network by its "
-                f"label; found {len(matches)}",
-                attr="data",
+                f"{attr} key {key!r} must name exactly one {name} of the network by "
+                f"its label; found {len(matches)}",
+                attr=attr,
             )
         return matches[0]
-    if not isinstance(key, Node):
+    if not isinstance(key, cls):
         raise ValidationError(
-            f"data keys must be Nodes or Node labels; got {key!r} of type "
+            f"{attr} keys must be {name}s or {name} labels; got {key!r} of type "
             f"{type(key).__name__}",
-            attr="data",
+            attr=attr,
         )
-    if key not in model.sig:
+    if key not in objects:
         raise ValidationError(
             f"{key} is not part of the network this Simulator was built from",
-            attr="data",
+            attr=attr,
             obj=key,
         )
     return key
+
+
+def find_node(model, key):
+    """Resolve a Node or a Node label to a Node of ``model``."""
+    return find_object(model.sig, key, Node)
 
 
 def check_node_data(model, data, n_steps, minibatch_size):

@@ -21,7 +21,7 @@ from nengo.exceptions import SimulationError, SimulatorClosed, ValidationError
 
 from nengo_jax.build.env import SignalEnv
 from nengo_jax.build.marking import trainable_signals
-from nengo_jax.simulator.data import find_node
+from nengo_jax.simulator.data import find_node, find_object
 from nengo_jax.simulator.keras_model import STEPS_INPUT, SimulatorModel
 
 
@@ -404,21 +404,7 @@ class KerasMethods:
             )
 
     def _find_probe(self, key):
-        if isinstance(key, str):
-            matches = [p for p in self.model.probes if p.label == key]
-            if len(matches) != 1:
-                raise ValidationError(
-                    f"{key!r} must name exactly one Probe of the network by its "
-                    f"label; found {len(matches)}",
-                    attr="y",
-                )
-            return matches[0]
-        if not isinstance(key, Probe) or key not in self.model.probes:
-            raise ValidationError(
-                f"Expected a Probe of this network (or its label); got {key!r}",
-                attr="y",
-            )
-        return key
+        return find_object(self.model.probes, key, Probe, attr="y")
 
     def _per_probe(self, value, what, listed=False, only=None):
         """``value`` as ``{output_name: value}`` (see `compile`).
