@@ -14,15 +14,17 @@ As in NengoDL::
         )
 
 ``planner``
-    None (the default) merges operators with Nengo's optimizer, as
-    `nengo.Simulator` does; `noop_planner` merges nothing. NengoDL's
-    ``greedy_planner``, ``tree_planner`` and ``transitive_planner`` are not
-    provided yet (issue 3); any other planner raises `~nengo.exceptions.ConfigError`
-    when the Simulator is built.
+    A function ``(operators) -> list of groups``: which operators run together
+    as one merged operator, and in what order. `tree_planner` (the default,
+    ``planner=None``), `greedy_planner`, `transitive_planner` and
+    `noop_planner` (merge nothing); ``functools.partial(tree_planner,
+    max_depth=4)`` searches deeper. See `nengo_jax.optimizer.planners`.
 ``sorter``
-    None (the default) keeps the signal layout of Nengo's optimizer;
-    `noop_order_signals` does the same (there is no sorter yet). NengoDL's
-    ``order_signals`` is not provided yet (issue 3).
+    A function ``(plan) -> (signals, plan)`` that orders each group's
+    operators before it is merged, and so lays out its signals:
+    `order_signals` (the default, ``sorter=None``: in memory order, so views
+    join into contiguous slices) or `noop_order_signals` (the planner's
+    order). See `nengo_jax.optimizer.sorting`.
 ``simplifications``
     A list of functions ``(operators, model) -> operators``, applied in order,
     repeatedly, before merging, until nothing changes. None (the default)
@@ -35,7 +37,12 @@ As in NengoDL::
 after, groups per builder), and the Simulator logs it at INFO level.
 """
 
-from nengo_jax.optimizer.planners import noop_planner
+from nengo_jax.optimizer.planners import (
+    greedy_planner,
+    noop_planner,
+    transitive_planner,
+    tree_planner,
+)
 from nengo_jax.optimizer.simplify import (
     default_simplifications,
     remove_constant_copies,
@@ -44,15 +51,19 @@ from nengo_jax.optimizer.simplify import (
     remove_unmodified_resets,
     remove_zero_incs,
 )
-from nengo_jax.optimizer.sorting import noop_order_signals
+from nengo_jax.optimizer.sorting import noop_order_signals, order_signals
 
 __all__ = [
     "default_simplifications",
+    "greedy_planner",
     "noop_order_signals",
     "noop_planner",
+    "order_signals",
     "remove_constant_copies",
     "remove_identity_muls",
     "remove_reset_incs",
     "remove_unmodified_resets",
     "remove_zero_incs",
+    "transitive_planner",
+    "tree_planner",
 ]

@@ -87,7 +87,7 @@ class Layout:
     """The arrays behind a built model's signals.
 
     Each base signal becomes one array: a parameter if no operator writes to
-    it, state otherwise. Nengo's optimizer may merge read-only signals (e.g.
+    it, state otherwise. Merging may put read-only signals (e.g.
     biases) with written ones into one base; such a base is split into a
     parameter array (its unwritten elements) and a state array (its written
     elements), so that parameters stay unbatched and trainable. Reads that span

@@ -105,15 +105,9 @@ class SimNeuronsBuilder(OpBuilder):
             self._prepare_native()
 
     @classmethod
-    def mergeable(cls, a, b):
-        maths = maths_for(a.neurons)
-        return (
-            maths is not None
-            and maths_for(b.neurons) is maths
-            and all(
-                getattr(a.neurons, s) == getattr(b.neurons, s) for s in maths.static
-            )
-        )
+    def merge_key(cls, op):
+        # (neuron types compare and hash by their parameters)
+        return op.neurons
 
     def reset_host(self, rng, minibatch_size):
         # Nengo's SimNeurons draws nothing from the simulator's rng; only the

@@ -21,6 +21,7 @@ from nengo.builder.processes import SimProcess
 from nengo_jax.build.host import ProcessStream, item_seeds, process_seed
 from nengo_jax.build.registry import OpBuilder, register
 from nengo_jax.ops.synapses import is_native, synapse_step
+from nengo_jax.optimizer.mergers import synapse_key
 
 
 class StreamedProcess:
@@ -171,24 +172,25 @@ class SimProcessBuilder(OpBuilder):
             if hasattr(runner, "error"):
                 runner.error = value
 
-    @classmethod
-    def mergeable(cls, a, b) -> bool:
-        return (
-            a.input is not None
-            and b.input is not None
-            and is_native(a.process)
-            and is_native(b.process)
-        )
-
     def fed_output(self):
         (op,) = self.ops if len(self.ops) == 1 else (None,)
         if op is not None and op.input is None and op.mode == "set":
             return op.output
         return None
 
+    @classmethod
+    def merge_key(cls, op):
+        return synapse_key(op)
+
     def reset_host(self, rng, minibatch_size):
         for op, runner in zip(self.ops, self.runners, strict=True):
-            runner.reset(process_seed(op.process, rng), minibatch_size)
+            # a merged synapse draws once per synapse it stands for, as Nengo's
+            # SimProcess operators each draw (see MergedSimProcess)
+            seeds = [
+                process_seed(op.process, rng)
+                for _ in range(getattr(op, "n_processes", 1))
+            ]
+            runner.reset(seeds[0], minibatch_size)
 
     def step(self, env):
         for op, runner in zip(self.ops, self.runners, strict=True):

@@ -11,16 +11,16 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from nengo.builder import Model
-from nengo.builder.optimizer import optimize as nengo_optimize
 from nengo.builder.signal import Signal
 from nengo.exceptions import BuildError, ConfigError
 from nengo.utils.graphs import toposort
 from nengo.utils.simulator import operator_dependency_graph
 
 from nengo_jax.build.registry import builder_for
-from nengo_jax.optimizer.planners import merges
+from nengo_jax.optimizer.merging import merge_plan
+from nengo_jax.optimizer.planners import is_noop, planner_function, run_planner
 from nengo_jax.optimizer.simplify import simplify
-from nengo_jax.optimizer.sorting import check_sorter
+from nengo_jax.optimizer.sorting import sorter_function
 
 
 @dataclass(frozen=True)
@@ -122,7 +122,7 @@ def resolve_simplifications(simplifications) -> list[Callable]:
 def plan_operators(
     model: Model, settings, merge: bool = True, progress=None
 ) -> OperatorPlan:
-    """Simplify, merge (with Nengo's optimizer) and order ``model``'s operators.
+    """Simplify, plan, merge and order ``model``'s operators.
 
     Parameters
     ----------
@@ -137,8 +137,9 @@ def plan_operators(
         Merging runs as its "Optimization" stage, as in `nengo.Simulator`.
     """
     simplifications = resolve_simplifications(settings.simplifications)
-    merging = merges(settings.planner) and merge
-    check_sorter(settings.sorter)
+    planner = planner_function(settings.planner)
+    sorter = sorter_function(settings.sorter)
+    merging = merge and not is_noop(planner)
 
     built = list(model.operators)
     start = time.perf_counter()
@@ -150,6 +151,7 @@ def plan_operators(
 
     dg = operator_dependency_graph(ops)
     start = time.perf_counter()
+    ordered = [op for op in stable_toposort(dg) if hasattr(op, "make_step")]
     if merging:
         stage = (
             progress.next_stage("Building (running optimizer)", "Optimization")
@@ -157,9 +159,10 @@ def plan_operators(
             else contextlib.nullcontext()
         )
         with stage:
-            nengo_optimize(model, dg)
+            plan = run_planner(planner, ordered, dg)
+            check_plan(plan, ordered, dg, planner)
+            ordered = merge_plan(model, dg, plan, sorter)
     merge_s = time.perf_counter() - start
-    ordered = [op for op in stable_toposort(dg) if hasattr(op, "make_step")]
     # named signals first, then the others, in a fixed order (array keys of
     # unnamed signals follow their order, and must be the same when rebuilt)
     used = _bases(ordered)
@@ -178,6 +181,29 @@ def plan_operators(
     )
     seeding = [op for op in toposort(dg) if hasattr(op, "make_step")]
     return OperatorPlan(ordered, tuple(kept), report, seeding)
+
+
+def check_plan(plan, operators, dg, planner) -> None:
+    """Raise `BuildError` unless ``plan`` runs each operator once, after its inputs."""
+    where = {}
+    for i, group in enumerate(plan):
+        for op in group:
+            if op in where:
+                raise BuildError(f"planner {planner!r} put {op} in two groups")
+            where[op] = i
+    missing = [op for op in operators if op not in where]
+    if missing or len(where) != len(operators):
+        raise BuildError(
+            f"planner {planner!r} returned a plan of {len(where)} operators for "
+            f"{len(operators)} (first missing: {missing[:1]})"
+        )
+    for op, after in dg.items():
+        for nxt in after:
+            if where[nxt] <= where[op]:
+                raise BuildError(
+                    f"planner {planner!r} scheduled {nxt} in group {where[nxt]}, "
+                    f"not after {op} (group {where[op]}), which it depends on"
+                )
 
 
 def _bases(operators) -> set:

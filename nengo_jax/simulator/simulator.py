@@ -66,8 +66,10 @@ class Simulator(KerasMethods, LegacyTraining, ParamsMethods):
     progress_bar : bool or nengo.utils.progress.ProgressBar
         Progress bar for the build and the runs.
     optimize : bool
-        Whether to merge operators with Nengo's optimizer before building (as
-        `nengo.Simulator` does). Slower builds, much faster compiles and runs.
+        Whether to merge operators before building (with the ``planner`` and
+        ``sorter`` of ``configure_settings``; see `nengo_jax.graph_optimizer`),
+        as `nengo.Simulator` merges with its optimizer. Much faster compiles
+        and runs.
     tensorboard : str
         Directory for the TensorBoard logs of `train`'s ``summaries``.
     """
@@ -134,9 +136,9 @@ class Simulator(KerasMethods, LegacyTraining, ParamsMethods):
     def _build(self, progress):
         """Merge and order the operators, and make their builders and the program."""
         model = self.model
-        # simplify, then merge with Nengo's optimizer (unless optimize=False or
-        # the noop planner): merged operators and contiguous signals make a much
-        # smaller program
+        # simplify, then plan and merge (unless optimize=False or the noop
+        # planner): merged operators and contiguous signals make a much smaller
+        # program
         plan = plan_operators(
             model, self.settings, merge=self.optimize, progress=progress
         )

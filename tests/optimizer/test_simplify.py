@@ -20,7 +20,6 @@ from nengo.builder.signal import Signal
 from nengo.exceptions import ConfigError
 
 import nengo_jax
-from nengo_jax import graph_optimizer
 from nengo_jax.graph_optimizer import (
     default_simplifications,
     noop_order_signals,
@@ -69,13 +68,17 @@ def run_nengo(net, steps=N_STEPS):
 
 
 def check_same_output(net, simplifications):
-    """``net`` gives Nengo's probe data with ``simplifications`` and without any."""
+    """``net`` gives Nengo's probe data with ``simplifications`` and without any.
+
+    (To float32 rounding: the two graphs merge differently, so sums may add
+    up in another order.)
+    """
     ref = run_nengo(net)
     without, _ = run_ours(net, simplifications=[])
     with_, report = run_ours(net, simplifications=simplifications)
     for probe in net.all_probes:
         assert_allclose(with_[probe], ref[probe])
-        np.testing.assert_array_equal(with_[probe], without[probe])
+        np.testing.assert_allclose(with_[probe], without[probe], rtol=1e-5, atol=1e-6)
     return report
 
 
@@ -357,8 +360,6 @@ def test_default_simplifications_and_names():
         remove_reset_incs,
         remove_constant_copies,
     ]
-    for name in ("greedy_planner", "tree_planner", "transitive_planner"):
-        assert not hasattr(graph_optimizer, name)
     assert noop_order_signals([], n_passes=3) == ([], [])
 
 
@@ -383,8 +384,8 @@ def test_optimizer_report_and_log(caplog):
 @pytest.mark.parametrize(
     "setting, match",
     [
-        ({"planner": lambda ops: [ops]}, "planner=.*not supported.*issue 3"),
-        ({"sorter": lambda plan: plan}, "sorter=.*not supported.*issue 3"),
+        ({"planner": "tree"}, "planner must be a function"),
+        ({"sorter": 3}, "sorter must be a function"),
         ({"simplifications": remove_zero_incs}, "must be a list of functions"),
     ],
 )

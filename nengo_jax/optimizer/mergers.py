@@ -1,0 +1,266 @@
+"""Operator mergers beyond Nengo's: synapses, and merges that gather.
+
+`nengo.builder.optimizer.OpMerger` merges Reset, Copy, ElementwiseInc, DotInc
+and SimNeurons operators whose signals can be concatenated, or whose views
+follow each other in one base. nengo_jax adds:
+
+- *synapses*: `.SimProcess` operators of equal `nengo.LinearFilter` synapses,
+  concatenated as Nengo concatenates neurons (`MergedSimProcess`);
+- *gathers*, for operators whose views lie in one base in any order, repeats
+  allowed (many connections from one ensemble, or into one): Copies become one
+  Copy with index lists, and same-shaped DotIncs one `BsrDotInc` whose block
+  column indices pick the inputs. These are applied last, to what the
+  concatenating mergers left.
+
+Every merge returns the merged operator and the replacements of the signals
+it concatenated, as Nengo's mergers do.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+from nengo.builder.operator import BsrDotInc, Copy, DotInc, reshape_dot
+from nengo.builder.optimizer import Merger, OpMerger, SigMerger
+from nengo.builder.processes import SimProcess
+from nengo.builder.signal import Signal
+from nengo.synapses import LinearFilter
+
+
+class MergedSimProcess(SimProcess):
+    """A `.SimProcess` standing for ``n_processes`` merged synapses.
+
+    Each of Nengo's SimProcess operators draws one seed from the simulator's
+    generator when it is made, so the merged operator draws ``n_processes``,
+    keeping later processes' seeds as in `nengo.Simulator`.
+    """
+
+    def __init__(self, *args, n_processes=1, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.n_processes = n_processes
+
+
+def synapse_key(op):
+    """What synapse operators must share to be concatenated (None: cannot be).
+
+    A `nengo.LinearFilter` (Nengo's own step) with a 1-D input and output and
+    state ``X`` of shape ``(n_states, size)``.
+    """
+    if not isinstance(op, SimProcess) or op.input is None:
+        return None
+    process = op.process
+    if not (
+        isinstance(process, LinearFilter)
+        and type(process).make_step is LinearFilter.make_step
+    ):
+        return None
+    state = op.state
+    if set(state) != {"X"} or state["X"].ndim != 2:
+        return None
+    if op.input.ndim != 1 or op.output.ndim != 1:
+        return None
+    return (process, op.mode)
+
+
+def _synapses_mergeable(op, tomerge) -> bool:
+    last = tomerge.last_op
+    key = synapse_key(op)
+    shared = op.t  # every process reads the time
+    return (
+        key is not None
+        and key == synapse_key(last)
+        and tomerge.check_signals(last, op)
+        and all(s is shared or s not in tomerge.all_signals for s in op.all_signals)
+        and SigMerger.check([last.input, op.input])
+        and SigMerger.check([last.output, op.output])
+        and SigMerger.check([last.state["X"], op.state["X"]], axis=1)
+    )
+
+
+def _merge_synapses(ops):
+    inputs, in_sigr = SigMerger.merge([op.input for op in ops])
+    output, out_sigr = SigMerger.merge([op.output for op in ops])
+    X, x_sigr = SigMerger.merge([op.state["X"] for op in ops], axis=1)
+    merged = MergedSimProcess(
+        ops[0].process,
+        inputs,
+        output,
+        ops[0].t,
+        mode=ops[0].mode,
+        state={"X": X},
+        n_processes=sum(getattr(op, "n_processes", 1) for op in ops),
+    )
+    return merged, Merger.merge_dicts(in_sigr, out_sigr, x_sigr)
+
+
+def is_type_mergeable(op) -> bool:
+    """Whether a concatenating merger may take ``op``."""
+    return OpMerger.is_type_mergeable(type(op)) or synapse_key(op) is not None
+
+
+def is_mergeable(op, tomerge) -> bool:
+    """Whether ``op`` can join ``tomerge`` (a Nengo `OpsToMerge`) by concatenation."""
+    if synapse_key(tomerge.last_op) is not None:
+        return _synapses_mergeable(op, tomerge)
+    return OpMerger.is_type_mergeable(tomerge.optype) and OpMerger.is_mergeable(
+        op, tomerge
+    )
+
+
+def merge(ops):
+    """Merge ``ops`` by concatenation: ``(merged operator, signal replacements)``."""
+    if synapse_key(ops[0]) is not None:
+        return _merge_synapses(ops)
+    return OpMerger.merge(ops)
+
+
+# --- gathers ----------------------------------------------------------------------
+
+
+def _flat_range(sig):
+    """``(base, first element)`` of a contiguous 1-D signal in a 1-D base, or None."""
+    base = sig.base
+    if sig.ndim != 1 or base.ndim != 1 or sig.sparse:
+        return None
+    if sig.is_view and sig.elemstrides != (1,):
+        return None
+    return base, sig.elemoffset if sig.is_view else 0
+
+
+def gather_merges(ops) -> list:
+    """Merges of ``ops`` (independent operators) that gather: a list of runs.
+
+    Copies without slices between the same two 1-D bases become one Copy with
+    index lists (with ``inc``, repeated destinations add up; without, a
+    destination is written once). DotIncs whose matrices have one shape and
+    whose inputs are block-aligned pieces of one 1-D base become one
+    `BsrDotInc`. Each run is a list of two or more operators of ``ops``.
+    """
+    buckets = defaultdict(list)
+    for op in ops:
+        key = _gather_key(op)
+        if key is not None:
+            buckets[key].append(op)
+    runs = []
+    for key, members in buckets.items():
+        if key[0] == "copy" and not key[-1]:  # sets: each destination once
+            members = _unique_destinations(members)
+        if len(members) > 1:
+            runs.append(members)
+    return runs
+
+
+def _gather_key(op):
+    if type(op) is Copy and op.src_slice is None and op.dst_slice is None:
+        src, dst = _flat_range(op.src), _flat_range(op.dst)
+        if src is None or dst is None or op.src.dtype != op.dst.dtype:
+            return None
+        if src[0] is dst[0] and not (
+            src[1] + op.src.size <= dst[1] or dst[1] + op.dst.size <= src[1]
+        ):
+            return None  # (one base: the groups' reads and writes never overlap)
+        return ("copy", src[0], dst[0], op.inc)
+    if type(op) is DotInc and op.A.ndim == 2 and not op.A.is_view and not op.A.sparse:
+        (m, n), x, y = op.A.shape, _flat_range(op.X), _flat_range(op.Y)
+        if x is None or y is None or op.X.size != n or op.Y.size != m:
+            return None
+        if op.A.dtype != op.X.dtype:
+            return None
+        # inputs (and outputs that are views) at offsets alike modulo the
+        # block size: blocks of one view of their base
+        y_key = (y[0], y[1] % m) if op.Y.is_view else None
+        return ("dot", op.A.shape, x[0], x[1] % n, y_key)
+    return None
+
+
+def _unique_destinations(copies) -> list:
+    seen, unique = set(), []
+    for op in copies:
+        base, start = _flat_range(op.dst)
+        elements = set(range(start, start + op.dst.size))
+        if seen.isdisjoint(elements):
+            seen |= elements
+            unique.append(op)
+    return unique
+
+
+def gather_merge(ops):
+    """Merge a run from `gather_merges`: ``(merged operator, replacements)``."""
+    if type(ops[0]) is Copy:
+        return _gather_copies(ops), {}
+    return _gather_dots(ops)
+
+
+def _gather_copies(ops):
+    def covering(sigs):
+        """The view of their base from the first signal to the end of the last,
+        and each signal's element indices in it."""
+        starts = [_flat_range(sig)[1] for sig in sigs]
+        first = min(starts)
+        end = max(start + sig.size for start, sig in zip(starts, sigs, strict=True))
+        indices = [
+            i - first
+            for start, sig in zip(starts, sigs, strict=True)
+            for i in range(start, start + sig.size)
+        ]
+        return sigs[0].base[first:end], indices
+
+    src, src_slice = covering([op.src for op in ops])
+    dst, dst_slice = covering([op.dst for op in ops])
+    return Copy(src, dst, src_slice=src_slice, dst_slice=dst_slice, inc=ops[0].inc)
+
+
+def _block_view(base, starts, size):
+    """The view of ``base`` from the first of ``starts`` to the last plus ``size``,
+    and the block index of each start in it."""
+    first = min(starts)
+    view = base[first : max(starts) + size]
+    return view, [(start - first) // size for start in starts]
+
+
+def _gather_dots(ops):
+    first = ops[0]
+    m, n = first.A.shape
+    replacements = {}
+    if first.Y.is_view:  # each product adds to its block row of one base
+        Y, rows = _block_view(first.Y.base, [_flat_range(op.Y)[1] for op in ops], m)
+    else:  # each product sets a new output, concatenated in order
+        Y, y_sigr = SigMerger.merge([op.Y for op in ops])
+        replacements.update(y_sigr)
+        rows = list(range(len(ops)))
+    X, columns = _block_view(first.X.base, [_flat_range(op.X)[1] for op in ops], n)
+    # blocks in row order, as block-sparse (BSR) matrices store them
+    order = sorted(range(len(ops)), key=rows.__getitem__)
+    ops = [ops[i] for i in order]
+    data = np.array([op.A.initial_value for op in ops], dtype=first.A.dtype)
+    readonly = all(op.A.readonly for op in ops)
+    A = Signal(
+        data,
+        name=f"bsr_gathered<{ops[0].A.name}, ..., {ops[-1].A.name}>",
+        readonly=readonly,
+    )
+    replacements.update(
+        (
+            op.A,
+            Signal(
+                data[i],
+                name=f"{op.A.name}[{i}]",
+                base=A,
+                offset=i * A.itemsize * m * n,
+                readonly=readonly,
+            ),
+        )
+        for i, op in enumerate(ops)
+    )
+    counts = np.bincount([rows[i] for i in order], minlength=Y.size // m)
+    indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    indices = np.array([columns[i] for i in order], dtype=np.int64)
+    reshape = reshape_dot(
+        first.A.initial_value,
+        first.X.initial_value,
+        first.Y.initial_value,
+        tag=first.tag,
+    )
+    merged = BsrDotInc(A, X, Y, indices=indices, indptr=indptr, reshape=reshape)
+    return merged, replacements

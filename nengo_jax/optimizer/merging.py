@@ -1,0 +1,175 @@
+"""Merging: each planned group becomes as few operators as its signals allow.
+
+The planner decides which operators may run together; this stage makes them
+one operator where the mergers of `nengo_jax.optimizer.mergers` (Nengo's own,
+and nengo_jax's for synapses) can: the signals of the merged operators are
+concatenated into new base signals (or, for views of one base, joined into
+one view), as `nengo.Simulator`'s optimizer does, so every builder gets one
+operator with contiguous signals. Those mergers need the views of
+consecutive operators to follow each other in memory; the signal sorter orders
+each group's operators, just before it is merged, so that they do. What they
+leave merges by gathering where it can. The operators and signals merged are
+replaced in the model, and Nengo's `OpMergePass` keeps the other operators'
+signals up to date.
+"""
+
+from __future__ import annotations
+
+from nengo.builder.optimizer import OpMergePass, OpsToMerge
+
+from nengo_jax.optimizer import mergers
+
+
+class _Independent(dict):
+    """``dependents`` for Nengo's `OpsToMerge`: a planned group's operators are
+    mutually independent, so none depends on another."""
+
+    def __missing__(self, op):
+        return frozenset()
+
+
+def merge_plan(model, dg: dict, plan, sorter) -> list:
+    """Merge the groups of ``plan``; return the operators in step order.
+
+    Parameters
+    ----------
+    model : nengo.builder.Model
+        Its operators and its objects' signals are replaced by the merged
+        ones, as Nengo's optimizer does.
+    dg : dict
+        The operators' dependency graph (``{a: {b, c}}``: b and c depend on
+        a); updated in place to the merged operators.
+    plan : list of tuple of Operator
+        Groups of mutually independent operators, in dependency order.
+    sorter : callable
+        ``sorter(plan) -> (signals, plan)``, applied to each group before it
+        is merged.
+
+    Returns
+    -------
+    list of Operator
+        The merged and unmerged operators, one per merged run, in plan order.
+    """
+    merge_pass = OpMergePass(dg)
+    backward = {op: set() for op in dg}
+    for op, after in dg.items():
+        for nxt in after:
+            backward[nxt].add(op)
+    graph = (dg, backward)
+    independent = _Independent()
+    groups = [list(group) for group in plan]
+    # As Nengo's optimizer does: merge operators with views first (their memory
+    # order is fixed), again and again while that merges anything, then those
+    # of one group without views (whose concatenation fixes an order), then
+    # views again...
+    # When that merges nothing more, what is left merges by gathering, which
+    # may let more merge by concatenation (e.g. synapses after their inputs).
+    while True:
+        views = True
+        while True:
+            merged_any = False
+            for i, group in enumerate(groups):
+                if len(group) > 1:
+                    groups[i], merged = _merge_group(
+                        group, views, sorter, merge_pass, graph, independent
+                    )
+                    merged_any |= merged
+                    if merged and not views:
+                        # one group's concatenation at a time: the next
+                        # groups then see views, and follow its order
+                        break
+            if not (merged_any or views):
+                break
+            views = merged_any or not views
+        gathered = False
+        for i, group in enumerate(groups):
+            runs = mergers.gather_merges(group) if len(group) > 1 else []
+            if runs:
+                groups[i] = _apply(group, runs, mergers.gather_merge, merge_pass, graph)
+                gathered = True
+        if not gathered:
+            break
+
+    # the objects' signals, as in nengo.builder.optimizer.optimize
+    for signals in model.sig.values():
+        for name in signals:
+            while signals[name] in merge_pass.sig_replacements:
+                signals[name] = merge_pass.sig_replacements[signals[name]]
+    ordered = [op for group in groups for op in group]
+    model.operators[:] = ordered
+    return ordered
+
+
+def _merge_group(group, views, sorter, merge_pass, graph, independent):
+    """Merge the operators of ``group`` with (or without) ``views`` that can be.
+
+    Returns the group's operators after merging, and whether any merged.
+    """
+    candidates = [
+        op
+        for op in group
+        if mergers.is_type_mergeable(op)
+        and any(s.is_view for s in op.all_signals) == views
+    ]
+    if len(candidates) < 2:
+        return group, False
+    _, (candidates,) = sorter([candidates])
+    runs = [run.ops for run in _runs(candidates, independent) if len(run.ops) > 1]
+    if not runs:
+        return group, False
+    return _apply(group, runs, mergers.merge, merge_pass, graph), True
+
+
+def _apply(group, runs, merge, merge_pass, graph) -> list:
+    """Merge each run of ``group`` with ``merge``; return the new group."""
+    replaced_ops = {}
+    for run in runs:
+        merged_op, replaced = merge(run)
+        _merge_vertices(graph, run, merged_op)
+        merge_pass.resolve_views_on_replaced_signals(replaced)
+        merge_pass.sig_replacements.update(replaced)
+        merge_pass.replace_op_signals(replaced)
+        merge_pass.update_signal_indexing(merged_op, replaced)
+        for op in run:
+            replaced_ops[op] = merged_op
+    # each merged operator takes the place of the first operator it replaces
+    new_group, placed = [], set()
+    for op in group:
+        op = replaced_ops.get(op, op)
+        if op not in placed:
+            placed.add(op)
+            new_group.append(op)
+    return new_group
+
+
+def _merge_vertices(graph, ops, merged_op) -> None:
+    """Replace ``ops`` by ``merged_op`` in the graph ``(forward, backward)``.
+
+    Like `nengo.utils.graphs.BidirectionalDAG.merge`, in time proportional to
+    the edges of ``ops``.
+    """
+    forward, backward = graph
+    after, before = set(), set()
+    for op in ops:  # (the operators of a group never depend on each other)
+        for nxt in forward.pop(op):
+            backward[nxt].discard(op)
+            after.add(nxt)
+        for prev in backward.pop(op):
+            forward[prev].discard(op)
+            before.add(prev)
+    for nxt in after:
+        backward[nxt].add(merged_op)
+    for prev in before:
+        forward[prev].add(merged_op)
+    forward[merged_op], backward[merged_op] = after, before
+
+
+def _runs(group, independent) -> list:
+    """``group`` cut into runs of consecutive operators Nengo can merge."""
+    runs = []
+    for op in group:
+        if runs and mergers.is_mergeable(op, runs[-1]):
+            runs[-1].add(op)
+        else:
+            runs.append(OpsToMerge(op, set(), set(), independent))
+    return runs
