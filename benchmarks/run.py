@@ -322,10 +322,15 @@ def run_optimizer(args, report) -> None:
                 NEURON_TYPES[neuron_name](), args.scale, args.seed
             )
             rows = {}
-            for label, planner in (("noop", noop_planner), ("default", None)):
+            for label, planner in (("default", None), ("noop", noop_planner)):
                 row = rows[label] = OptimizerRow(
                     name, bench.n_neurons, neuron_name, label
                 )
+                built = rows["default"].operators
+                if label == "noop" and (built or 0) > args.noop_max_operators:
+                    row.operators = row.simplified = row.merged = built
+                    row.error = f"skipped: over {args.noop_max_operators} operators"
+                    continue
                 print(
                     f"optimizer: {name} {neuron_name} with the {label} planner...",
                     file=sys.stderr,
@@ -365,6 +370,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         "simplification and merging; build, compile and steady times, default "
         "planner beside noop_planner) on these networks; with no names: "
         + ", ".join(OPTIMIZER_NETWORKS),
+    )
+    parser.add_argument(
+        "--noop-max-operators",
+        type=int,
+        default=10_000,
+        help="skip the noop planner on networks with more operators than this "
+        "(compiling each operator on its own takes minutes per thousand)",
     )
     parser.add_argument(
         "--neuron-types", nargs="+", choices=list(NEURON_TYPES), default=["lif", "relu"]
