@@ -64,16 +64,22 @@ def merge_plan(model, dg: dict, plan, sorter) -> list:
     # views again...
     # When that merges nothing more, what is left merges by gathering, which
     # may let more merge by concatenation (e.g. synapses after their inputs).
+    merges = 0  # merges so far: a group that merged nothing is tried again
+    tried = {}  # (group index, views) -> ``merges`` when it merged nothing
     while True:
         views = True
         while True:
             merged_any = False
             for i, group in enumerate(groups):
-                if len(group) > 1:
+                if len(group) > 1 and tried.get((i, views)) != merges:
                     groups[i], merged = _merge_group(
                         group, views, sorter, merge_pass, graph, independent
                     )
                     merged_any |= merged
+                    if merged:
+                        merges += 1
+                    else:
+                        tried[i, views] = merges
                     if merged and not views:
                         # one group's concatenation at a time: the next
                         # groups then see views, and follow its order
@@ -87,6 +93,7 @@ def merge_plan(model, dg: dict, plan, sorter) -> list:
             if runs:
                 groups[i] = _apply(group, runs, mergers.gather_merge, merge_pass, graph)
                 gathered = True
+                merges += 1
         if not gathered:
             break
 
