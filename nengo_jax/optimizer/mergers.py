@@ -18,7 +18,7 @@ it concatenated, as Nengo's mergers do.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 import numpy as np
 from nengo.builder.operator import BsrDotInc, Copy, DotInc, reshape_dot
@@ -26,6 +26,8 @@ from nengo.builder.optimizer import Merger, OpMerger, SigMerger
 from nengo.builder.processes import SimProcess
 from nengo.builder.signal import Signal
 from nengo.synapses import LinearFilter
+
+from nengo_jax.build.layout import flat_index
 
 
 class MergedSimProcess(SimProcess):
@@ -45,7 +47,7 @@ def synapse_key(op):
     """What synapse operators must share to be concatenated (None: cannot be).
 
     A `nengo.LinearFilter` (Nengo's own step) with a 1-D input and output and
-    state ``X`` of shape ``(n_states, size)``.
+    a state ``X`` of shape ``(n_states, size)``, ``n_states > 0``.
     """
     if not isinstance(op, SimProcess) or op.input is None:
         return None
@@ -56,8 +58,8 @@ def synapse_key(op):
     ):
         return None
     state = op.state
-    if set(state) != {"X"} or state["X"].ndim != 2:
-        return None
+    if set(state) != {"X"} or state["X"].ndim != 2 or state["X"].size == 0:
+        return None  # (no state, e.g. synapse=0: nothing to concatenate)
     if op.input.ndim != 1 or op.output.ndim != 1:
         return None
     return (process, op.mode)
@@ -119,13 +121,23 @@ def merge(ops):
 
 
 def _flat_range(sig):
-    """``(base, first element)`` of a contiguous 1-D signal in a 1-D base, or None."""
-    base = sig.base
-    if sig.ndim != 1 or base.ndim != 1 or sig.sparse:
+    """``(base, first element)`` if ``sig`` is a contiguous range of its base.
+
+    (Its elements in C order are the base's elements ``first`` to ``first +
+    sig.size``, whatever the shapes.)
+    """
+    if sig.sparse or sig.size == 0:
         return None
-    if sig.is_view and sig.elemstrides != (1,):
+    index = flat_index(sig).ravel()
+    first = int(index[0])
+    if not np.array_equal(index, np.arange(first, first + index.size)):
         return None
-    return base, sig.elemoffset if sig.is_view else 0
+    return sig.base, first
+
+
+def _flat(base, start, stop):
+    """The 1-D view of elements ``start`` to ``stop`` of ``base``."""
+    return base.reshape(base.size)[start:stop]
 
 
 def gather_merges(ops) -> list:
@@ -138,8 +150,11 @@ def gather_merges(ops) -> list:
     `BsrDotInc`. Each run is a list of two or more operators of ``ops``.
     """
     buckets = defaultdict(list)
+    # signals of their own used by several copies are gathered from, not
+    # concatenated (concatenating would copy them)
+    shared = Counter(sig for op in ops if type(op) is Copy for sig in (op.src, op.dst))
     for op in ops:
-        key = _gather_key(op)
+        key = _gather_key(op, shared)
         if key is not None:
             buckets[key].append(op)
     runs = []
@@ -151,7 +166,7 @@ def gather_merges(ops) -> list:
     return runs
 
 
-def _gather_key(op):
+def _gather_key(op, shared):
     if type(op) is Copy and op.src_slice is None and op.dst_slice is None:
         src, dst = _flat_range(op.src), _flat_range(op.dst)
         if src is None or dst is None or op.src.dtype != op.dst.dtype:
@@ -160,7 +175,7 @@ def _gather_key(op):
             src[1] + op.src.size <= dst[1] or dst[1] + op.dst.size <= src[1]
         ):
             return None  # (one base: the groups' reads and writes never overlap)
-        return ("copy", src[0], dst[0], op.inc)
+        return ("copy", _side_key(op.src, shared), _side_key(op.dst, shared), op.inc)
     if type(op) is DotInc and op.A.ndim == 2 and not op.A.is_view and not op.A.sparse:
         (m, n), x, y = op.A.shape, _flat_range(op.X), _flat_range(op.Y)
         if x is None or y is None or op.X.size != n or op.Y.size != m:
@@ -174,11 +189,19 @@ def _gather_key(op):
     return None
 
 
+def _side_key(sig, shared):
+    """Copies gather from (or scatter into) one base, or signals of their own
+    of one shape, each used once, which are concatenated first."""
+    if sig.is_view or shared[sig] > 1:
+        return sig.base
+    return ("own", sig.dtype.str, sig.shape[1:], sig.ndim)
+
+
 def _unique_destinations(copies) -> list:
     seen, unique = set(), []
     for op in copies:
         base, start = _flat_range(op.dst)
-        elements = set(range(start, start + op.dst.size))
+        elements = {(base, i) for i in range(start, start + op.dst.size)}
         if seen.isdisjoint(elements):
             seen |= elements
             unique.append(op)
@@ -188,7 +211,7 @@ def _unique_destinations(copies) -> list:
 def gather_merge(ops):
     """Merge a run from `gather_merges`: ``(merged operator, replacements)``."""
     if type(ops[0]) is Copy:
-        return _gather_copies(ops), {}
+        return _gather_copies(ops)
     return _gather_dots(ops)
 
 
@@ -204,18 +227,28 @@ def _gather_copies(ops):
             for start, sig in zip(starts, sigs, strict=True)
             for i in range(start, start + sig.size)
         ]
-        return sigs[0].base[first:end], indices
+        return _flat(sigs[0].base, first, end), indices
 
-    src, src_slice = covering([op.src for op in ops])
-    dst, dst_slice = covering([op.dst for op in ops])
-    return Copy(src, dst, src_slice=src_slice, dst_slice=dst_slice, inc=ops[0].inc)
+    replacements = {}
+
+    def side(sigs):
+        if sigs[0].is_view or len(set(sigs)) < len(sigs):
+            return covering(sigs)
+        merged, sigr = SigMerger.merge(sigs)
+        replacements.update(sigr)
+        return merged.reshape(merged.size), list(range(merged.size))
+
+    src, src_slice = side([op.src for op in ops])
+    dst, dst_slice = side([op.dst for op in ops])
+    merged = Copy(src, dst, src_slice=src_slice, dst_slice=dst_slice, inc=ops[0].inc)
+    return merged, replacements
 
 
 def _block_view(base, starts, size):
     """The view of ``base`` from the first of ``starts`` to the last plus ``size``,
     and the block index of each start in it."""
     first = min(starts)
-    view = base[first : max(starts) + size]
+    view = _flat(base, first, max(starts) + size)
     return view, [(start - first) // size for start in starts]
 
 

@@ -91,7 +91,14 @@ def merge_plan(model, dg: dict, plan, sorter) -> list:
         for i, group in enumerate(groups):
             runs = mergers.gather_merges(group) if len(group) > 1 else []
             if runs:
-                groups[i] = _apply(group, runs, mergers.gather_merge, merge_pass, graph)
+                groups[i] = _apply(
+                    group,
+                    runs,
+                    mergers.gather_merge,
+                    merge_pass,
+                    graph,
+                    lambda run: mergers.gather_merges(run) == [run],
+                )
                 gathered = True
                 merges += 1
         if not gathered:
@@ -124,13 +131,24 @@ def _merge_group(group, views, sorter, merge_pass, graph, independent):
     runs = [run.ops for run in _runs(candidates, independent) if len(run.ops) > 1]
     if not runs:
         return group, False
-    return _apply(group, runs, mergers.merge, merge_pass, graph), True
+
+    def still_mergeable(run):
+        return [r.ops for r in _runs(run, independent)] == [run]
+
+    return _apply(group, runs, mergers.merge, merge_pass, graph, still_mergeable), True
 
 
-def _apply(group, runs, merge, merge_pass, graph) -> list:
-    """Merge each run of ``group`` with ``merge``; return the new group."""
+def _apply(group, runs, merge, merge_pass, graph, still_mergeable) -> list:
+    """Merge each run of ``group`` with ``merge``; return the new group.
+
+    A merge replaces signals that later runs may use: a run is merged only if
+    ``still_mergeable(run)`` after the merges before it (else a later pass
+    tries again).
+    """
     replaced_ops = {}
-    for run in runs:
+    for i, run in enumerate(runs):
+        if i > 0 and not still_mergeable(run):
+            continue
         merged_op, replaced = merge(run)
         _merge_vertices(graph, run, merged_op)
         merge_pass.resolve_views_on_replaced_signals(replaced)
