@@ -27,8 +27,6 @@ from nengo.builder.processes import SimProcess
 from nengo.builder.signal import Signal
 from nengo.synapses import LinearFilter
 
-from nengo_jax.build.layout import flat_index
-
 
 class MergedSimProcess(SimProcess):
     """A `.SimProcess` standing for ``n_processes`` merged synapses.
@@ -128,11 +126,14 @@ def _flat_range(sig):
     """
     if sig.sparse or sig.size == 0:
         return None
-    index = flat_index(sig).ravel()
-    first = int(index[0])
-    if not np.array_equal(index, np.arange(first, first + index.size)):
-        return None
-    return sig.base, first
+    if not sig.is_view:
+        return sig, 0
+    expected = 1
+    for n, stride in zip(reversed(sig.shape), reversed(sig.elemstrides), strict=True):
+        if n > 1 and stride != expected:
+            return None
+        expected *= n
+    return sig.base, sig.elemoffset
 
 
 def _flat(base, start, stop):
