@@ -144,11 +144,13 @@ def _flat(base, start, stop):
 def gather_merges(ops) -> list:
     """Merges of ``ops`` (independent operators) that gather: a list of runs.
 
-    Copies without slices between the same two 1-D bases become one Copy with
-    index lists (with ``inc``, repeated destinations add up; without, a
-    destination is written once). DotIncs whose matrices have one shape and
-    whose inputs are block-aligned pieces of one 1-D base become one
-    `BsrDotInc`. Each run is a list of two or more operators of ``ops``.
+    Copies without slices from contiguous pieces of one base (or from
+    separate signals of one shape, concatenated first) to the same kind of
+    destination become one Copy with index lists into flat views (with
+    ``inc``, repeated destinations add up; without, a destination is written
+    once). DotIncs whose matrices have one shape and whose inputs are
+    block-aligned pieces of one base become one `BsrDotInc`. Each run is a
+    list of two or more operators of ``ops``.
     """
     buckets = defaultdict(list)
     # signals of their own used by several copies are gathered from, not
