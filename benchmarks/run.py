@@ -87,17 +87,23 @@ def time_simulator(
     sim = make_simulator(simulator, net, minibatch)
     try:
         build_s = time.perf_counter() - start
-        start = time.perf_counter()
-        sim.run_steps(steps, progress_bar=False)
-        first_s = time.perf_counter() - start
-        runs = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            sim.run_steps(steps, progress_bar=False)
-            runs.append(time.perf_counter() - start)
+        first_s, steady = time_runs(sim, steps, repeats)
     finally:
         sim.close()
-    return build_s, first_s, statistics.median(runs) * 1000 / steps
+    return build_s, first_s, steady * 1000 / steps
+
+
+def time_runs(sim, steps: int, repeats: int) -> tuple[float, float]:
+    """Seconds of the first ``run_steps(steps)`` and the median of ``repeats`` more."""
+    start = time.perf_counter()
+    sim.run_steps(steps, progress_bar=False)
+    first_s = time.perf_counter() - start
+    runs = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        sim.run_steps(steps, progress_bar=False)
+        runs.append(time.perf_counter() - start)
+    return first_s, statistics.median(runs)
 
 
 def short_error(e: BaseException) -> str:
@@ -299,17 +305,9 @@ def time_optimizer(row: OptimizerRow, net, planner, steps: int, repeats: int):
             report.merged,
         )
         row.optimizer_s = report.simplify_s + report.merge_s
-        start = time.perf_counter()
-        sim.run_steps(steps, progress_bar=False)
-        first_s = time.perf_counter() - start
-        runs = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            sim.run_steps(steps, progress_bar=False)
-            runs.append(time.perf_counter() - start)
+        first_s, steady = time_runs(sim, steps, repeats)
     finally:
         sim.close()
-    steady = statistics.median(runs)
     row.compile_s = max(0.0, first_s - steady)
     row.steady_s = steady * 1000 / steps
 

@@ -51,11 +51,8 @@ def merge_plan(model, dg: dict, plan, sorter) -> list:
         The merged and unmerged operators, one per merged run, in plan order.
     """
     merge_pass = OpMergePass(dg)
-    backward = {op: set() for op in dg}
-    for op, after in dg.items():
-        for nxt in after:
-            backward[nxt].add(op)
-    graph = (dg, backward)
+    # (its graph's forward edges are ``dg`` itself; we merge vertices our way)
+    graph = (dg, merge_pass.dg.backward)
     independent = _Independent()
     groups = [list(group) for group in plan]
     # As Nengo's optimizer does: merge operators with views first (their memory
