@@ -9,6 +9,7 @@ Python out of the compiled loop and gives exactly Nengo's values.
 from __future__ import annotations
 
 import numpy as np
+from jax.experimental import io_callback
 from nengo.exceptions import SimulationError
 from nengo.utils.numpy import maxint
 
@@ -31,6 +32,19 @@ class HostStream:
     def compute(self, steps: np.ndarray, dt: float) -> np.ndarray:
         """Values for the given (1-based) step numbers, in ``self.dtype``."""
         raise NotImplementedError
+
+
+def host_call(fn, result, *args):
+    """``fn(*args)`` called on the host from the compiled loop, returning ``result``.
+
+    The callback is unordered: each step's calls take that step's values, so
+    they still happen step after step, but calls of one step with no data
+    between them may run in any order. An ordered callback threads one runtime
+    token through every later computation of the process, and on a GPU an
+    exception raised in the callback poisons that token: every later run, of
+    any simulator, would fail with it.
+    """
+    return io_callback(fn, result, *args, ordered=False)
 
 
 def function_name(fn):

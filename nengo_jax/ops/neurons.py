@@ -2,7 +2,7 @@
 
 Nengo's own types run natively with the maths in `nengo_jax.neurons`. Any other
 type (a user's `NeuronType` subclass, or a subclass that overrides ``step``)
-runs its NumPy ``step`` on the host through an ordered callback, once per batch
+runs its NumPy ``step`` on the host through a host callback, once per batch
 item and timestep.
 """
 
@@ -14,13 +14,12 @@ import zlib
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.experimental import io_callback
 from nengo.builder.neurons import SimNeurons
 from nengo.exceptions import BuildError, SimulationError
 from nengo.neurons import LIF, Direct
 from nengo.utils.numpy import maxint
 
-from nengo_jax.build.host import HostStream, item_seeds
+from nengo_jax.build.host import HostStream, host_call, item_seeds
 from nengo_jax.build.registry import OpBuilder, register
 from nengo_jax.neurons import MATHS, maths_for, params_of
 from nengo_jax.neurons.rate import soft_lif_rate
@@ -260,7 +259,7 @@ class SimNeuronsBuilder(OpBuilder):
         result = (jax.ShapeDtypeStruct((B,) + op.output.shape, J.dtype),) + tuple(
             jax.ShapeDtypeStruct(s.shape, s.dtype) for s in state
         )
-        output, *state = io_callback(self._call, result, J, *state, ordered=True)
+        output, *state = host_call(self._call, result, J, *state)
         env.write(op.output, output)
         for name, value in zip(self.names, state, strict=True):
             env.write(op.state[name], value)

@@ -7,7 +7,7 @@ A process is computed in one of three places:
 - processes without input (noise, `nengo.processes.WhiteSignal`,
   `nengo.processes.Piecewise`, user processes...) on the host before each run,
   with Nengo's own step functions (a `.ProcessStream`);
-- other processes with input on the host inside the loop, through an ordered
+- other processes with input on the host inside the loop, through a
   host callback, with a warning since this is slow.
 """
 
@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import jax
 import numpy as np
-from jax.experimental import io_callback
 from nengo.builder.processes import SimProcess
 
-from nengo_jax.build.host import ProcessStream, item_seeds, process_seed
+from nengo_jax.build.host import ProcessStream, host_call, item_seeds, process_seed
 from nengo_jax.build.registry import OpBuilder, register
 from nengo_jax.ops.synapses import is_native, synapse_step
 from nengo_jax.optimizer.mergers import synapse_key
@@ -111,7 +110,7 @@ class HostProcess:
         result = (
             jax.ShapeDtypeStruct(u.shape[:1] + op.output.shape, self.ctx.dtype),
         ) + tuple(jax.ShapeDtypeStruct(s.shape, s.dtype) for s in states)
-        y, *states = io_callback(self._call, result, t, u, *states, ordered=True)
+        y, *states = host_call(self._call, result, t, u, *states)
         for name, value in zip(self.names, states, strict=True):
             env.write(op.state[name], value)
         return y

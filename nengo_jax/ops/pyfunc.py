@@ -2,11 +2,15 @@
 
 import jax
 import numpy as np
-from jax.experimental import io_callback
 from nengo.builder.operator import SimPyFunc
 from nengo.exceptions import SimulationError
 
-from nengo_jax.build.host import FunctionStream, call_node_function, check_node_output
+from nengo_jax.build.host import (
+    FunctionStream,
+    call_node_function,
+    check_node_output,
+    host_call,
+)
 from nengo_jax.build.registry import OpBuilder, register
 
 
@@ -16,7 +20,7 @@ class SimPyFuncBuilder(OpBuilder):
 
     A function of time alone is evaluated for all of a run's steps before the
     loop starts (a host stream); a function of ``x`` is called from inside the
-    loop through an ordered host callback, once per batch item.
+    loop through a host callback, once per batch item.
     """
 
     callback_error = None
@@ -49,7 +53,7 @@ class SimPyFuncBuilder(OpBuilder):
             (env.minibatch_size,) + op.output.shape if op.output is not None else None
         )
         result = None if shape is None else jax.ShapeDtypeStruct(shape, x.dtype)
-        y = io_callback(self._call, result, t, x, ordered=True)
+        y = host_call(self._call, result, t, x)
         if op.output is not None:
             env.write(op.output, y)
 

@@ -15,8 +15,9 @@ import jax
 import jax.numpy as jnp
 import keras
 import numpy as np
-from jax.experimental import io_callback
 from nengo.exceptions import SimulationError
+
+from nengo_jax.build.host import host_call
 
 #: Input name that only carries the number of steps (when no Node gets data).
 STEPS_INPUT = "n_steps"
@@ -189,7 +190,7 @@ class SimulatorModel(keras.Model):
                 self.callback_error = e
                 raise
 
-        values = io_callback(compute, shapes, step, ordered=True)
+        values = host_call(compute, shapes, step)
         return {s.key: v for s, v in zip(streams, values, strict=True)}
 
     def _stream_values(self, stream, steps):
