@@ -17,6 +17,7 @@ from nengo.builder.learning_rules import SimBCM, SimOja, SimPES, SimRLS, SimVoja
 from nengo.exceptions import BuildError
 
 from nengo_jax.build.registry import BuildContext, OpBuilder, register
+from nengo_jax.optimizer.mergers import pes_key
 
 
 def outer(a, b):
@@ -46,24 +47,48 @@ class SimPESBuilder(OpBuilder):
     """Implements ``delta[...] = outer(-kappa * dt / n * error, pre_filtered)``.
 
     ``kappa`` is the learning rate and ``n`` the number of presynaptic neurons
-    (the length of ``pre_filtered``).
+    (the length of ``pre_filtered``). A `.MergedSimPES` computes its rules'
+    outer products side by side.
     """
 
     def __init__(self, ops, ctx: BuildContext):
         super().__init__(ops, ctx)
-        self.alphas = []
+        self.alphas, self.views = [], []
         for op in self.ops:
+            k = getattr(op, "n_rules", 1)
             check_vector(op, "pre_filtered", op.pre_filtered)
             check_vector(op, "error", op.error)
-            check_delta(op, (op.error.shape[0], op.pre_filtered.shape[0]))
-            n_neurons = op.pre_filtered.shape[0]
-            self.alphas.append(-op.learning_rate * ctx.dt / n_neurons)
+            pre_index = getattr(op, "pre_index", None)
+            error_index = getattr(op, "error_index", None)
+            n = (op.pre_filtered.size if pre_index is None else pre_index.size) // k
+            d = (op.error.size if error_index is None else error_index.size) // k
+            check_delta(op, (k * d, n))
+            self.alphas.append(-op.learning_rate * ctx.dt / n)
+            self.views.append(
+                (
+                    (k, d, n),
+                    None
+                    if pre_index is None
+                    else ctx.layout.indexed_view(op.pre_filtered, pre_index),
+                    None
+                    if error_index is None
+                    else ctx.layout.indexed_view(op.error, error_index),
+                )
+            )
+
+    @classmethod
+    def merge_key(cls, op):
+        return pes_key(op)
 
     def step(self, env):
-        for op, alpha in zip(self.ops, self.alphas, strict=True):
-            error = env.read_batched(op.error)
-            pre = env.read_batched(op.pre_filtered)
-            env.write(op.delta, outer(alpha * error, pre))
+        for op, alpha, ((k, d, n), pre_view, error_view) in zip(
+            self.ops, self.alphas, self.views, strict=True
+        ):
+            error = env.read_batched(op.error, error_view)
+            pre = env.read_batched(op.pre_filtered, pre_view)
+            B = error.shape[0]
+            delta = outer(alpha * error.reshape(B * k, d), pre.reshape(B * k, n))
+            env.write(op.delta, delta.reshape(B, k * d, n))
 
 
 @register(SimBCM)

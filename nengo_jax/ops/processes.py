@@ -156,6 +156,17 @@ class SimProcessBuilder(OpBuilder):
         super().__init__(ops, ctx)
         self.runners = [runner_for(op, ctx) for op in self.ops]
         self.host_streams = tuple(s for r in self.runners for s in r.host_streams)
+        # gathered synapses read and write by index (see MergedSimProcess)
+        self.views = [
+            tuple(
+                None if index is None else ctx.layout.indexed_view(sig, index)
+                for sig, index in (
+                    (op.input, getattr(op, "input_index", None)),
+                    (op.output, getattr(op, "output_index", None)),
+                )
+            )
+            for op in self.ops
+        ]
 
     @property
     def callback_error(self):
@@ -192,10 +203,12 @@ class SimProcessBuilder(OpBuilder):
             runner.reset(seeds[0], minibatch_size)
 
     def step(self, env):
-        for op, runner in zip(self.ops, self.runners, strict=True):
-            u = None if op.input is None else env.read_batched(op.input)
+        for op, runner, (u_view, y_view) in zip(
+            self.ops, self.runners, self.views, strict=True
+        ):
+            u = None if op.input is None else env.read_batched(op.input, u_view)
             y = runner(env, u)
-            env.write(op.output, y, inc=op.mode == "inc")
+            env.write(op.output, y, inc=op.mode == "inc", view=y_view)
 
 
 def runner_for(op, ctx):

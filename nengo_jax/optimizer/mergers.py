@@ -8,9 +8,10 @@ follow each other in one base. nengo_jax adds:
   concatenated as Nengo concatenates neurons (`MergedSimProcess`);
 - *gathers*, for operators whose views lie in one base in any order, repeats
   allowed (many connections from one ensemble, or into one): Copies become one
-  Copy with index lists, and same-shaped DotIncs one `BsrDotInc` whose block
-  column indices pick the inputs. These are applied last, to what the
-  concatenating mergers left.
+  Copy with index lists, same-shaped DotIncs one `BsrDotInc` whose block
+  column indices pick the inputs, synapses one `MergedSimProcess` and PES
+  rules of one shape one `MergedSimPES`, both with index lists. These are
+  applied last, to what the concatenating mergers left.
 
 Every merge returns the merged operator and the replacements of the signals
 it concatenated, as Nengo's mergers do.
@@ -21,6 +22,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 
 import numpy as np
+from nengo.builder.learning_rules import SimPES
 from nengo.builder.operator import BsrDotInc, Copy, DotInc, reshape_dot
 from nengo.builder.optimizer import Merger, OpMerger, SigMerger
 from nengo.builder.processes import SimProcess
@@ -34,11 +36,46 @@ class MergedSimProcess(SimProcess):
     Each of Nengo's SimProcess operators draws one seed from the simulator's
     generator when it is made, so the merged operator draws ``n_processes``,
     keeping later processes' seeds as in `nengo.Simulator`.
+
+    A gathered merge reads ``input[input_index]`` and writes
+    ``output[output_index]`` (flat element indices); a concatenated one has
+    no indices and reads and writes its signals whole.
     """
 
-    def __init__(self, *args, n_processes=1, **kwargs):
+    def __init__(
+        self, *args, n_processes=1, input_index=None, output_index=None, **kwargs
+    ):
         super().__init__(*args, **kwargs)
         self.n_processes = n_processes
+        self.input_index = input_index
+        self.output_index = output_index
+
+
+class MergedSimPES(SimPES):
+    """``n_rules`` `.SimPES` operators of one shape, learning rate and dtype.
+
+    Rule ``i`` reads its ``n`` activities at ``pre_filtered[pre_index][i*n:
+    (i+1)*n]`` and its ``d`` errors at ``error[error_index][i*d:(i+1)*d]``, and
+    sets rows ``i*d`` to ``(i+1)*d`` of ``delta`` (``(n_rules * d, n)``).
+    """
+
+    def __init__(self, pre_filtered, error, delta, learning_rate, n_rules, **kwargs):
+        pre_index = kwargs.pop("pre_index")
+        error_index = kwargs.pop("error_index")
+        super().__init__(pre_filtered, error, delta, learning_rate, **kwargs)
+        self.n_rules = n_rules
+        self.pre_index = pre_index
+        self.error_index = error_index
+
+
+def pes_key(op):
+    """What PES operators must share to be merged (None: cannot be)."""
+    if not isinstance(op, SimPES) or isinstance(op, MergedSimPES):
+        return None
+    pre, error = op.pre_filtered, op.error
+    if pre.ndim != 1 or error.ndim != 1 or op.delta.shape != error.shape + pre.shape:
+        return None
+    return (pre.size, error.size, op.learning_rate, pre.dtype.str, error.dtype.str)
 
 
 def synapse_key(op):
@@ -60,6 +97,8 @@ def synapse_key(op):
         return None  # (no state, e.g. synapse=0: nothing to concatenate)
     if op.input.ndim != 1 or op.output.ndim != 1:
         return None
+    if getattr(op, "input_index", None) is not None:
+        return None  # (gathered already)
     return (process, op.mode)
 
 
@@ -148,25 +187,57 @@ def gather_merges(ops) -> list:
     separate signals of one shape, concatenated first) to the same kind of
     destination become one Copy with index lists into flat views (with
     ``inc``, repeated destinations add up; without, a destination is written
-    once). DotIncs whose matrices have one shape and whose inputs are
-    block-aligned pieces of one base become one `BsrDotInc`. Each run is a
-    list of two or more operators of ``ops``.
+    once). Synapses gather their inputs and outputs alike, and PES rules their
+    activities and errors. DotIncs whose matrices have one shape and whose
+    inputs are block-aligned pieces of one base become one `BsrDotInc`. Each
+    run is a list of two or more operators of ``ops``.
     """
     buckets = defaultdict(list)
-    # signals of their own used by several copies are gathered from, not
-    # concatenated (concatenating would copy them)
-    shared = Counter(sig for op in ops if type(op) is Copy for sig in (op.src, op.dst))
+    # signals of their own used twice are gathered from, not concatenated
+    # (concatenating would copy them)
+    shared = Counter(sig for op in ops for sig in _gathered_sides(op))
     for op in ops:
         key = _gather_key(op, shared)
         if key is not None:
             buckets[key].append(op)
     runs = []
     for key, members in buckets.items():
-        if key[0] == "copy" and not key[-1]:  # sets: each destination once
+        if key[-1] == "set":  # each destination written once
             members = _unique_destinations(members)
-        if len(members) > 1:
+        if key[0] == "pes" and members[0].delta.is_view:
+            runs.extend(_adjacent_deltas(members))
+        elif len(members) > 1:
             runs.append(members)
     return runs
+
+
+def _adjacent_deltas(ops) -> list:
+    """``ops`` (PES rules whose deltas are views of one base) in runs of two or
+    more whose deltas follow each other in memory, in that order."""
+    ops = sorted(ops, key=lambda op: _flat_range(op.delta)[1])
+    runs = [[ops[0]]]
+    for op in ops[1:]:
+        last = runs[-1][-1]
+        if _flat_range(op.delta)[1] == _flat_range(last.delta)[1] + last.delta.size:
+            runs[-1].append(op)
+        else:
+            runs.append([op])
+    return [run for run in runs if len(run) > 1]
+
+
+def _gathered_sides(op) -> tuple:
+    """The signals a gathering merge of ``op`` would read or write by index."""
+    if type(op) is Copy:
+        return op.src, op.dst
+    if synapse_key(op) is not None:
+        return op.input, op.output
+    if pes_key(op) is not None:
+        return op.pre_filtered, op.error
+    return ()
+
+
+def _destination(op):
+    return op.dst if type(op) is Copy else op.output
 
 
 def _gather_key(op, shared):
@@ -178,7 +249,22 @@ def _gather_key(op, shared):
             src[1] + op.src.size <= dst[1] or dst[1] + op.dst.size <= src[1]
         ):
             return None  # (one base: the groups' reads and writes never overlap)
-        return ("copy", _side_key(op.src, shared), _side_key(op.dst, shared), op.inc)
+        writes = "inc" if op.inc else "set"
+        return ("copy", _side_key(op.src, shared), _side_key(op.dst, shared), writes)
+    key = synapse_key(op)
+    if key is not None and not op.state["X"].is_view:
+        if _flat_range(op.input) is None or _flat_range(op.output) is None:
+            return None
+        sides = (_side_key(op.input, shared), _side_key(op.output, shared))
+        return ("synapse", key, *sides, "inc" if op.mode == "inc" else "set")
+    key = pes_key(op)
+    if key is not None:
+        if any(_flat_range(s) is None for s in (op.pre_filtered, op.error, op.delta)):
+            return None
+        # deltas are concatenated, or views that follow each other
+        delta = op.delta.base if op.delta.is_view else "own"
+        sides = (_side_key(op.pre_filtered, shared), _side_key(op.error, shared))
+        return ("pes", key, *sides, delta)
     if type(op) is DotInc and op.A.ndim == 2 and not op.A.is_view and not op.A.sparse:
         (m, n), x, y = op.A.shape, _flat_range(op.X), _flat_range(op.Y)
         if x is None or y is None or op.X.size != n or op.Y.size != m:
@@ -200,11 +286,12 @@ def _side_key(sig, shared):
     return ("own", sig.dtype.str, sig.shape[1:], sig.ndim)
 
 
-def _unique_destinations(copies) -> list:
+def _unique_destinations(ops) -> list:
     seen, unique = set(), []
-    for op in copies:
-        base, start = _flat_range(op.dst)
-        elements = {(base, i) for i in range(start, start + op.dst.size)}
+    for op in ops:
+        dst = _destination(op)
+        base, start = _flat_range(dst)
+        elements = {(base, i) for i in range(start, start + dst.size)}
         if seen.isdisjoint(elements):
             seen |= elements
             unique.append(op)
@@ -215,35 +302,87 @@ def gather_merge(ops):
     """Merge a run from `gather_merges`: ``(merged operator, replacements)``."""
     if type(ops[0]) is Copy:
         return _gather_copies(ops)
+    if synapse_key(ops[0]) is not None:
+        return _gather_synapses(ops)
+    if pes_key(ops[0]) is not None:
+        return _gather_pes(ops)
     return _gather_dots(ops)
 
 
+def _covering(sigs):
+    """The view of their base from the first signal to the end of the last,
+    and each signal's element indices in it."""
+    starts = [_flat_range(sig)[1] for sig in sigs]
+    first = min(starts)
+    end = max(start + sig.size for start, sig in zip(starts, sigs, strict=True))
+    indices = [
+        i - first
+        for start, sig in zip(starts, sigs, strict=True)
+        for i in range(start, start + sig.size)
+    ]
+    return _flat(sigs[0].base, first, end), indices
+
+
+def _gather_side(sigs, replacements):
+    """One flat signal holding ``sigs`` and the element indices of each in it:
+    views are gathered from their base; signals of their own are concatenated
+    (their replacements added to ``replacements``)."""
+    if sigs[0].is_view or len(set(sigs)) < len(sigs):
+        return _covering(sigs)
+    merged, sigr = SigMerger.merge(sigs)
+    replacements.update(sigr)
+    return merged.reshape(merged.size), list(range(merged.size))
+
+
 def _gather_copies(ops):
-    def covering(sigs):
-        """The view of their base from the first signal to the end of the last,
-        and each signal's element indices in it."""
-        starts = [_flat_range(sig)[1] for sig in sigs]
-        first = min(starts)
-        end = max(start + sig.size for start, sig in zip(starts, sigs, strict=True))
-        indices = [
-            i - first
-            for start, sig in zip(starts, sigs, strict=True)
-            for i in range(start, start + sig.size)
-        ]
-        return _flat(sigs[0].base, first, end), indices
-
     replacements = {}
-
-    def side(sigs):
-        if sigs[0].is_view or len(set(sigs)) < len(sigs):
-            return covering(sigs)
-        merged, sigr = SigMerger.merge(sigs)
-        replacements.update(sigr)
-        return merged.reshape(merged.size), list(range(merged.size))
-
-    src, src_slice = side([op.src for op in ops])
-    dst, dst_slice = side([op.dst for op in ops])
+    src, src_slice = _gather_side([op.src for op in ops], replacements)
+    dst, dst_slice = _gather_side([op.dst for op in ops], replacements)
     merged = Copy(src, dst, src_slice=src_slice, dst_slice=dst_slice, inc=ops[0].inc)
+    return merged, replacements
+
+
+def _gather_synapses(ops):
+    replacements = {}
+    u, u_index = _gather_side([op.input for op in ops], replacements)
+    y, y_index = _gather_side([op.output for op in ops], replacements)
+    X, x_sigr = SigMerger.merge([op.state["X"] for op in ops], axis=1)
+    replacements.update(x_sigr)
+    merged = MergedSimProcess(
+        ops[0].process,
+        u,
+        y,
+        ops[0].t,
+        mode=ops[0].mode,
+        state={"X": X},
+        n_processes=sum(getattr(op, "n_processes", 1) for op in ops),
+        input_index=np.array(u_index, dtype=np.int64),
+        output_index=np.array(y_index, dtype=np.int64),
+    )
+    return merged, replacements
+
+
+def _gather_pes(ops):
+    replacements = {}
+    pre, pre_index = _gather_side([op.pre_filtered for op in ops], replacements)
+    error, error_index = _gather_side([op.error for op in ops], replacements)
+    if ops[0].delta.is_view:  # (in memory order: see _adjacent_deltas)
+        start = _flat_range(ops[0].delta)[1]
+        shape = (sum(op.delta.shape[0] for op in ops),) + ops[0].delta.shape[1:]
+        delta = _flat(ops[0].delta.base, start, start + int(np.prod(shape)))
+        delta = delta.reshape(shape)
+    else:
+        delta, delta_sigr = SigMerger.merge([op.delta for op in ops])
+        replacements.update(delta_sigr)
+    merged = MergedSimPES(
+        pre,
+        error,
+        delta,
+        ops[0].learning_rate,
+        n_rules=len(ops),
+        pre_index=np.array(pre_index, dtype=np.int64),
+        error_index=np.array(error_index, dtype=np.int64),
+    )
     return merged, replacements
 
 

@@ -21,7 +21,7 @@ from nengo_jax.graph_optimizer import (
     transitive_planner,
     tree_planner,
 )
-from nengo_jax.optimizer.mergers import MergedSimProcess
+from nengo_jax.optimizer.mergers import MergedSimPES, MergedSimProcess
 from nengo_jax.optimizer.pipeline import check_plan
 
 PLANNERS = {
@@ -257,3 +257,43 @@ def test_merged_synapses_keep_nengo_seeds():
         sim.run_steps(20)
         assert any(isinstance(op, MergedSimProcess) for op in sim.step_order)
         np.testing.assert_allclose(sim.data[probe], ref.data[probe], rtol=1e-6)
+
+
+def pes_net(dims=6, seed=0):
+    """Ensemble pairs learning through PES, each rule with its own error slice."""
+    with nengo.Network(seed=seed) as net:
+        stim = nengo.Node(np.sin(np.arange(1, dims + 1)), label="stim")
+        pre = nengo.networks.EnsembleArray(20, dims)
+        post = nengo.networks.EnsembleArray(20, dims)
+        error = nengo.Node(size_in=dims)
+        nengo.Connection(stim, pre.input)
+        nengo.Connection(post.output, error)
+        nengo.Connection(stim, error, transform=-1)
+        for i, (a, b) in enumerate(
+            zip(pre.ea_ensembles, post.ea_ensembles, strict=True)
+        ):
+            conn = nengo.Connection(
+                a, b, function=lambda x: 0, learning_rule_type=nengo.PES(1e-3)
+            )
+            nengo.Connection(error[i], conn.learning_rule)
+        net.probe = nengo.Probe(post.output, synapse=0.01)
+    return net
+
+
+def test_pes_rules_and_their_synapses_merge():
+    """Every PES rule merges into one operator, and the synapses whose inputs
+    and outputs were concatenated in different orders gather, exactly."""
+    net = pes_net()
+    with nengo.Simulator(net, progress_bar=False) as ref:
+        ref.run_steps(200)
+    with nengo_jax.Simulator(net, progress_bar=False, minibatch_size=2) as sim:
+        sim.run_steps(200)
+        ops = sim.step_order
+    for item in sim.data[net.probe]:
+        np.testing.assert_allclose(item, ref.data[net.probe], atol=2e-5)
+    (pes,) = [op for op in ops if isinstance(op, nengo.builder.learning_rules.SimPES)]
+    assert isinstance(pes, MergedSimPES) and pes.n_rules == 6
+    gathered = [op for op in ops if getattr(op, "input_index", None) is not None]
+    assert gathered and all(isinstance(op, MergedSimProcess) for op in gathered)
+    synapses = [op for op in ops if isinstance(op, nengo.builder.processes.SimProcess)]
+    assert len(synapses) <= 8  # (there are 6 + 6 + 6 + 2 + 1 before merging)
