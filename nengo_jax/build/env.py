@@ -27,7 +27,7 @@ class SignalEnv:
     dt : float
         The simulator timestep.
     key : jax.Array
-        A PRNG key for this timestep (device-side randomness).
+        The PRNG state carried between timesteps (device-side randomness).
     training : bool
         Whether this step computes the training version of the model (static).
     """
@@ -41,6 +41,7 @@ class SignalEnv:
         self.minibatch_size = minibatch_size
         self.dt = dt
         self._key = key
+        self._step_key = None
         self.training = training
 
     def is_batched(self, sig) -> bool:
@@ -130,4 +131,12 @@ class SignalEnv:
 
     def rng_key(self, salt: int):
         """A PRNG key for this step, distinct for each ``salt`` (e.g. builder index)."""
-        return jax.random.fold_in(self._key, salt)
+        if self._step_key is None:
+            self._key, self._step_key = jax.random.split(self._key)
+        return jax.random.fold_in(self._step_key, salt)
+
+    @property
+    def next_key(self):
+        """The PRNG state for the next timestep: advanced only if this one drew
+        (a step that draws nothing computes no key)."""
+        return self._key

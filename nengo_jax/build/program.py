@@ -101,7 +101,6 @@ class Program:
         ``training`` (static) selects the builders' training behaviour, e.g.
         spiking neurons computed as their rate approximations.
         """
-        key, step_key = jax.random.split(state[RNG_KEY])
         values = dict(params)
         values.update((k, v) for k, v in state.items() if k != RNG_KEY)
         env = SignalEnv(
@@ -110,7 +109,7 @@ class Program:
             xs_t,
             self.minibatch_size,
             self.dt,
-            step_key,
+            state[RNG_KEY],
             training=training,
         )
         for i, sig in enumerate(fed):
@@ -120,7 +119,7 @@ class Program:
             if i not in skipped:
                 builder.step(env)
         new_state = {k: env.values[k] for k in state if k != RNG_KEY}
-        new_state[RNG_KEY] = key
+        new_state[RNG_KEY] = env.next_key
         outputs = {k: env.read_batched(sig) for k, sig in self.probes}
         return new_state, outputs
 
