@@ -183,6 +183,8 @@ def main(argv=None):
     header = machine_lines("nengo-jax training benchmarks")
     rows = []
     for name in args.workloads:
+        # fit shuffles the examples with NumPy's global generator
+        np.random.seed(args.seed)
         rows.append(WORKLOADS[name](args))
         print(rows[-1], flush=True)
     header.append(
