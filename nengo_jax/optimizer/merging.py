@@ -15,9 +15,34 @@ signals up to date.
 
 from __future__ import annotations
 
+from collections import defaultdict
+
 from nengo.builder.optimizer import OpMergePass, OpsToMerge
+from nengo.utils.graphs import BidirectionalDAG
 
 from nengo_jax.optimizer import mergers
+
+
+class _SignalIndex(OpMergePass):
+    """The bookkeeping half of Nengo's `OpMergePass`: which operators use each
+    signal and which views each base has, kept up to date by its
+    ``resolve_views_on_replaced_signals``, ``replace_op_signals`` and
+    ``update_signal_indexing`` as operators merge.
+
+    Unlike `OpMergePass`, it holds its operators and signals in plain sets
+    (Nengo's weak-keyed ones cost a third of a second on ``basal_ganglia``)
+    and sets up no merging pass of Nengo's.
+    """
+
+    def __init__(self, dg):  # (OpMergePass.__init__ is not called)
+        self.dg = BidirectionalDAG(dg)
+        self.sig_replacements = {}
+        self.sig2ops = defaultdict(set)
+        self.base2views = defaultdict(set)
+        for op in dg:
+            for sig in op.all_signals:
+                self.sig2ops[sig].add(op)
+                self.base2views[sig.base].add(sig)
 
 
 class _Independent(dict):
@@ -50,7 +75,7 @@ def merge_plan(model, dg: dict, plan, sorter) -> list:
     list of Operator
         The merged and unmerged operators, one per merged run, in plan order.
     """
-    merge_pass = OpMergePass(dg)
+    merge_pass = _SignalIndex(dg)
     # (its graph's forward edges are ``dg`` itself; we merge vertices our way)
     graph = (dg, merge_pass.dg.backward)
     independent = _Independent()
@@ -138,15 +163,18 @@ def _merge_group(group, views, sorter, merge_pass, graph, independent):
 def _apply(group, runs, merge, merge_pass, graph, still_mergeable) -> list:
     """Merge each run of ``group`` with ``merge``; return the new group.
 
-    A merge replaces signals that later runs may use: a run is merged only if
-    ``still_mergeable(run)`` after the merges before it (else a later pass
-    tries again).
+    A merge replaces signals that later runs may use: a run using them is
+    merged only if ``still_mergeable(run)`` after the merges before it (else a
+    later pass tries again).
     """
     replaced_ops = {}
-    for i, run in enumerate(runs):
-        if i > 0 and not still_mergeable(run):
+    touched = set()  # bases of the signals replaced so far, old and new
+    for run in runs:
+        if _touches(run, touched) and not still_mergeable(run):
             continue
         merged_op, replaced = merge(run)
+        for old, new in replaced.items():
+            touched.update((old.base, new.base))
         _merge_vertices(graph, run, merged_op)
         merge_pass.resolve_views_on_replaced_signals(replaced)
         merge_pass.sig_replacements.update(replaced)
@@ -162,6 +190,13 @@ def _apply(group, runs, merge, merge_pass, graph, still_mergeable) -> list:
             placed.add(op)
             new_group.append(op)
     return new_group
+
+
+def _touches(run, bases) -> bool:
+    """Whether an operator of ``run`` has a signal in one of ``bases``."""
+    return bool(bases) and any(
+        sig.base in bases for op in run for sig in op.all_signals
+    )
 
 
 def _merge_vertices(graph, ops, merged_op) -> None:
