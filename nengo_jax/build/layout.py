@@ -202,6 +202,10 @@ class Layout:
             index = np.nonzero(index)[0]
         return self._locate(sig.base, flat_index(sig)[index])
 
+    def index_view(self, sig: Signal, index) -> View | None:
+        """`indexed_view` of ``sig``, or None (all of it) when ``index`` is None."""
+        return None if index is None else self.indexed_view(sig, index)
+
     def _locate(self, base: Signal, index: np.ndarray) -> View:
         """The view of the elements ``index`` (flat positions in ``base``)."""
         mask = self._split.get(base)

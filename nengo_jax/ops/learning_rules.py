@@ -67,12 +67,8 @@ class SimPESBuilder(OpBuilder):
             self.views.append(
                 (
                     (k, d, n),
-                    None
-                    if pre_index is None
-                    else ctx.layout.indexed_view(op.pre_filtered, pre_index),
-                    None
-                    if error_index is None
-                    else ctx.layout.indexed_view(op.error, error_index),
+                    ctx.layout.index_view(op.pre_filtered, pre_index),
+                    ctx.layout.index_view(op.error, error_index),
                 )
             )
 

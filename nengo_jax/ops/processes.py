@@ -158,12 +158,9 @@ class SimProcessBuilder(OpBuilder):
         self.host_streams = tuple(s for r in self.runners for s in r.host_streams)
         # gathered synapses read and write by index (see MergedSimProcess)
         self.views = [
-            tuple(
-                None if index is None else ctx.layout.indexed_view(sig, index)
-                for sig, index in (
-                    (op.input, getattr(op, "input_index", None)),
-                    (op.output, getattr(op, "output_index", None)),
-                )
+            (
+                ctx.layout.index_view(op.input, getattr(op, "input_index", None)),
+                ctx.layout.index_view(op.output, getattr(op, "output_index", None)),
             )
             for op in self.ops
         ]

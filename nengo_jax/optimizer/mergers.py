@@ -327,7 +327,7 @@ def _gather_side(sigs, replacements):
     """One flat signal holding ``sigs`` and the element indices of each in it:
     views are gathered from their base; signals of their own are concatenated
     (their replacements added to ``replacements``)."""
-    if sigs[0].is_view or len(set(sigs)) < len(sigs):
+    if any(sig.is_view for sig in sigs) or len(set(sigs)) < len(sigs):
         return _covering(sigs)
     merged, sigr = SigMerger.merge(sigs)
     replacements.update(sigr)
