@@ -59,9 +59,18 @@ class MergedSimPES(SimPES):
     sets rows ``i*d`` to ``(i+1)*d`` of ``delta`` (``(n_rules * d, n)``).
     """
 
-    def __init__(self, pre_filtered, error, delta, learning_rate, n_rules, **kwargs):
-        pre_index = kwargs.pop("pre_index")
-        error_index = kwargs.pop("error_index")
+    def __init__(
+        self,
+        pre_filtered,
+        error,
+        delta,
+        learning_rate,
+        *,
+        n_rules,
+        pre_index,
+        error_index,
+        **kwargs,
+    ):
         super().__init__(pre_filtered, error, delta, learning_rate, **kwargs)
         self.n_rules = n_rules
         self.pre_index = pre_index
