@@ -14,6 +14,15 @@ class SignalEnv:
     ``minibatch_size``. `read` returns whichever the base holds (builders that
     need a batch axis use `read_batched`), and writes always store batched values.
 
+    Writes to contiguous ranges are held back as pending segments of their
+    base: reads of those ranges take the segments' values, a later increment
+    adds to them, and `flush` writes each base's segments with one
+    ``dynamic_update_slice`` per run of adjacent segments. XLA updates a base in
+    place only when the new values do not read that base (otherwise it copies
+    the whole base), so a signal that is reset and then incremented several
+    times in a step is written once, in place, instead of read and copied at
+    every increment.
+
     Parameters
     ----------
     layout : Layout
@@ -43,6 +52,9 @@ class SignalEnv:
         self._key = key
         self._step_key = None
         self.training = training
+        #: base key -> sorted, disjoint ``(start, stop, value)`` of values
+        #: written but not yet stored in ``values`` (``value`` is ``(B, n)``)
+        self._pending = {}
 
     def is_batched(self, sig) -> bool:
         """Whether the value of ``sig`` has a batch axis."""
@@ -59,9 +71,16 @@ class SignalEnv:
         ``view`` (from `Layout.indexed_view`) reads part of ``sig`` instead.
         """
         view = self.layout.view(sig) if view is None else view
-        value = self.values[view.key]
         if sig.sparse:
-            return value
+            return self.values[view.key]
+        if view.key in self._pending:
+            if view.index is None:
+                value = self._range(view.key, view.start, view.stop)
+                return value.reshape((self.minibatch_size,) + view.shape)
+            self.flush(view.key)
+        if view.param_key in self._pending:
+            self.flush(view.param_key)
+        value = self.values[view.key]
         batched = self._batched(view.key)
         lead = value.shape[:1] if batched else ()
         if view.whole:
@@ -80,7 +99,7 @@ class SignalEnv:
         if view.index is None:
             out = flat[..., view.start : view.stop]
         else:
-            out = jnp.take(flat, view.index.ravel(), axis=-1)
+            out = flat.at[..., view.index.ravel()].get(mode="promise_in_bounds")
         return out.reshape(lead + view.shape)
 
     def read_batched(self, sig, view=None):
@@ -96,30 +115,78 @@ class SignalEnv:
         ``view`` (from `Layout.indexed_view`) writes part of ``sig`` instead.
         """
         view = self.layout.view(sig) if view is None else view
-        old = self.values[view.key]
-        B = self.minibatch_size
-        if not self._batched(view.key):
+        key, B = view.key, self.minibatch_size
+        old = self.values[key]
+        if not self._batched(key):
             # only run-time data writes to a parameter: it becomes batched
-            old = jnp.broadcast_to(old, (B,) + old.shape)
+            old = self.values[key] = jnp.broadcast_to(old, (B,) + old.shape)
         value = jnp.broadcast_to(jnp.asarray(value, dtype=old.dtype), (B,) + view.shape)
-        if view.whole:
-            new = value.reshape(old.shape)
+        value = value.reshape(B, -1)
+        if view.index is None:
+            if view.start == view.stop:
+                return
             if inc:
-                new = old + new
+                value = self._range(key, view.start, view.stop) + value
+            self._hold(key, view.start, view.stop, value)
         else:
-            flat = old.reshape(B, -1)
-            value = value.reshape(B, -1)
-            if view.index is None:
-                # a contiguous range: dynamic_update_slice updates in place, where
-                # ``.at[].set`` would lower to a general scatter
-                if inc:
-                    value = value + flat[:, view.start : view.stop]
-                new = jax.lax.dynamic_update_slice(flat, value, (0, view.start))
-            else:
-                where = flat.at[:, view.index.ravel()]
-                new = where.add(value) if inc else where.set(value)
-            new = new.reshape(old.shape)
-        self.values[view.key] = new
+            self.flush(key)
+            where = self.values[key].reshape(B, -1).at[:, view.index.ravel()]
+            new = where.add(value) if inc else where.set(value)
+            self.values[key] = new.reshape(old.shape)
+
+    def _range(self, key, start, stop):
+        """Elements ``[start, stop)`` of base ``key`` (flat, batched), pending
+        writes included."""
+        flat = self.values[key].reshape(self.minibatch_size, -1)
+        pieces, pos = [], start
+        for s, e, value in self._pending.get(key, ()):
+            if e <= start or s >= stop:
+                continue
+            if s > pos:
+                pieces.append(flat[:, pos:s])
+            lo, hi = max(s, start), min(e, stop)
+            pieces.append(value if (lo, hi) == (s, e) else value[:, lo - s : hi - s])
+            pos = hi
+        if pos < stop or not pieces:
+            pieces.append(flat[:, pos:stop])
+        return pieces[0] if len(pieces) == 1 else jnp.concatenate(pieces, axis=1)
+
+    def _hold(self, key, start, stop, value):
+        """Make ``value`` the pending value of ``[start, stop)`` of base ``key``."""
+        segments = []
+        for s, e, old in self._pending.get(key, ()):
+            if e <= start or s >= stop:
+                segments.append((s, e, old))
+                continue
+            if s < start:
+                segments.append((s, start, old[:, : start - s]))
+            if e > stop:
+                segments.append((stop, e, old[:, stop - s :]))
+        segments.append((start, stop, value))
+        self._pending[key] = sorted(segments, key=lambda segment: segment[0])
+
+    def flush(self, key=None):
+        """Store the pending writes of base ``key`` (None: of every base)."""
+        for k in list(self._pending) if key is None else [key]:
+            segments = self._pending.pop(k, None)
+            if not segments:
+                continue
+            shape = self.values[k].shape
+            flat = self.values[k].reshape(self.minibatch_size, -1)
+            runs = []  # adjacent segments join: one update each
+            for s, e, value in segments:
+                if runs and runs[-1][1] == s:
+                    runs[-1] = (runs[-1][0], e, runs[-1][2] + [value])
+                else:
+                    runs.append((s, e, [value]))
+            for s, e, values in runs:
+                value = values[0] if len(values) == 1 else jnp.concatenate(values, 1)
+                if (s, e) == (0, flat.shape[1]):
+                    flat = value
+                else:
+                    # (in place where ``value`` does not read this base)
+                    flat = jax.lax.dynamic_update_slice(flat, value, (0, s))
+            self.values[k] = flat.reshape(shape)
 
     def inc(self, sig, value):
         """Add ``value`` to ``sig``."""

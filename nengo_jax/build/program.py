@@ -118,6 +118,7 @@ class Program:
         for i, builder in enumerate(self.builders):
             if i not in skipped:
                 builder.step(env)
+        env.flush()
         new_state = {k: env.values[k] for k in state if k != RNG_KEY}
         new_state[RNG_KEY] = env.next_key
         outputs = {k: env.read_batched(sig) for k, sig in self.probes}
