@@ -92,9 +92,15 @@ class BsrDotIncBuilder(OpBuilder):
             n_rows, (block_rows, block_cols) = len(op.indptr) - 1, op.A.shape[1:]
             x = env.read_batched(op.X).reshape((B, -1, block_cols))
             if indices is not None:
-                x = x[:, indices]  # (B, n_blocks, block_cols)
-            spec = "bkij,bkj->bki" if env.is_batched(op.A) else "kij,bkj->bki"
-            y = jnp.einsum(spec, blocks, x, precision=self.ctx.precision)
+                # (B, n_blocks, block_cols)
+                x = x.at[:, indices].get(mode="promise_in_bounds")
+            if block_cols == 1:
+                # a product of elements: written as one, XLA computes it in
+                # place of the consumer, where a dot would add transposes
+                y = blocks[..., 0] * x
+            else:
+                spec = "bkij,bkj->bki" if env.is_batched(op.A) else "kij,bkj->bki"
+                y = jnp.einsum(spec, blocks, x, precision=self.ctx.precision)
             if not diagonal:
                 y = jnp.zeros((B, n_rows, block_rows), y.dtype).at[:, rows].add(y)
             env.inc(op.Y, y.reshape((B,) + op.Y.shape))
