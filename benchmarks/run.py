@@ -16,7 +16,8 @@ its header. Examples::
 For every network, neuron type and minibatch size it records the build time
 (the Simulator constructor), the first run (which includes JAX's compile for
 nengo_jax), and the steady time per 1000 steps: the median of ``--repeats``
-further runs of ``--steps`` steps. `nengo.Simulator` has no minibatch; its
+further runs of ``--steps`` steps, the simulators of one network taking turns
+in each repeat. `nengo.Simulator` has no minibatch; its
 minibatch-N time is N times its measured minibatch-1 time, i.e. N sequential
 runs, which is how nengo_jax's speedup at that size is computed.
 
@@ -72,27 +73,6 @@ def make_simulator(simulator: str, net: nengo.Network, minibatch: int):
     )
 
 
-def time_simulator(
-    simulator: str, net: nengo.Network, minibatch: int, steps: int, repeats: int
-) -> tuple[float, float, float]:
-    """Build, run once, then run ``repeats`` times.
-
-    Returns
-    -------
-    build_s, first_s, steady_s : float
-        Constructor seconds, first-run seconds and the median later run in
-        seconds per 1000 steps.
-    """
-    start = time.perf_counter()
-    sim = make_simulator(simulator, net, minibatch)
-    try:
-        build_s = time.perf_counter() - start
-        first_s, steady = time_runs(sim, steps, repeats)
-    finally:
-        sim.close()
-    return build_s, first_s, steady * 1000 / steps
-
-
 def time_runs(sim, steps: int, repeats: int) -> tuple[float, float]:
     """Seconds of the first ``run_steps(steps)`` and the median of ``repeats`` more."""
     start = time.perf_counter()
@@ -113,23 +93,55 @@ def short_error(e: BaseException) -> str:
     return f"{type(e).__name__}: {message}".replace("|", "/")
 
 
-def measure(row: Row, net, steps: int, repeats: int) -> Row:
-    """Fill ``row``'s times (or its error) by timing ``net``."""
-    print(
-        f"timing {row.network} {row.neuron_type} minibatch {row.minibatch} "
-        f"on {row.simulator}...",
-        file=sys.stderr,
-        flush=True,
-    )
+def _failed(row: Row, e: BaseException) -> None:
+    """Note ``e`` in ``row``: a missing builder must not end the whole suite."""
+    traceback.print_exc()
+    row.error = short_error(e)
+
+
+def measure_together(rows: list, net, steps: int, repeats: int) -> None:
+    """Fill the times (or errors) of ``rows``, one per simulator and minibatch.
+
+    Each is built and run once (compiling), then the simulators take turns:
+    every repeat runs each of them once, so that a change in the machine's
+    speed during the benchmark (this VM's varies by tens of percent over
+    minutes) affects all of them alike, and the speedups compare runs made
+    side by side.
+    """
+    sims, runs = {}, {}  # row index -> simulator, steady run seconds
     try:
-        row.build_s, row.first_s, row.steady_s = time_simulator(
-            row.simulator, net, row.minibatch, steps, repeats
-        )
-    except Exception as e:  # a missing builder must not end the whole suite
-        traceback.print_exc()
-        row.error = short_error(e)
-    gc.collect()
-    return row
+        for i, row in enumerate(rows):
+            print(
+                f"timing {row.network} {row.neuron_type} minibatch {row.minibatch} "
+                f"on {row.simulator}...",
+                file=sys.stderr,
+                flush=True,
+            )
+            try:
+                start = time.perf_counter()
+                sims[i] = make_simulator(row.simulator, net, row.minibatch)
+                row.build_s = time.perf_counter() - start
+                start = time.perf_counter()
+                sims[i].run_steps(steps, progress_bar=False)
+                row.first_s = time.perf_counter() - start
+                runs[i] = []
+            except Exception as e:
+                _failed(row, e)
+        for _ in range(repeats):
+            for i in list(runs):
+                try:
+                    start = time.perf_counter()
+                    sims[i].run_steps(steps, progress_bar=False)
+                    runs[i].append(time.perf_counter() - start)
+                except Exception as e:
+                    _failed(rows[i], e)
+                    del runs[i]
+        for i, times in runs.items():
+            rows[i].steady_s = statistics.median(times) * 1000 / steps
+    finally:
+        for sim in sims.values():
+            sim.close()
+        gc.collect()
 
 
 def run_networks(args, report) -> None:
@@ -147,18 +159,26 @@ def run_networks(args, report) -> None:
                 network=name, n_neurons=bench.n_neurons, neuron_type=neuron_name
             )
             ref = None
+            rows = []
             if "nengo" in args.simulators:
                 ref = Row(**facts, minibatch=1, simulator="nengo")
-                report.add(measure(ref, bench.net, args.steps, args.repeats))
-            for minibatch in args.minibatch:
-                if ref is not None and minibatch > 1:
-                    report.add(sequential_runs(ref, minibatch))
-                if "nengo_jax" in args.simulators:
-                    row = Row(**facts, minibatch=minibatch, simulator="nengo_jax")
-                    measure(row, bench.net, args.steps, args.repeats)
-                    if ref is not None and None not in (ref.steady_s, row.steady_s):
-                        row.speedup = ref.steady_s * minibatch / row.steady_s
-                    report.add(row)
+                rows.append(ref)
+            if "nengo_jax" in args.simulators:
+                rows += [
+                    Row(**facts, minibatch=minibatch, simulator="nengo_jax")
+                    for minibatch in args.minibatch
+                ]
+            measure_together(rows, bench.net, args.steps, args.repeats)
+            if ref is not None:
+                report.add(ref)
+            for row in rows:
+                if row is ref:
+                    continue
+                if ref is not None and row.minibatch > 1:
+                    report.add(sequential_runs(ref, row.minibatch))
+                if ref is not None and None not in (ref.steady_s, row.steady_s):
+                    row.speedup = ref.steady_s * row.minibatch / row.steady_s
+                report.add(row)
 
 
 def sequential_runs(ref: Row, minibatch: int) -> Row:
