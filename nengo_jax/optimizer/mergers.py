@@ -127,19 +127,31 @@ def _synapses_mergeable(op, tomerge) -> bool:
 
 
 def _merge_synapses(ops):
-    inputs, in_sigr = SigMerger.merge([op.input for op in ops])
-    output, out_sigr = SigMerger.merge([op.output for op in ops])
+    replacements = {}
+    u, u_sigr = SigMerger.merge([op.input for op in ops])
+    y, y_sigr = SigMerger.merge([op.output for op in ops])
+    replacements.update(Merger.merge_dicts(u_sigr, y_sigr))
+    return _merged_synapse(ops, u, y, replacements)
+
+
+def _merged_synapse(ops, u, y, replacements, u_index=None, y_index=None):
+    """The `MergedSimProcess` of synapses ``ops`` reading ``u`` (at ``u_index``)
+    and writing ``y`` (at ``y_index``): their states are concatenated, and those
+    replacements added to ``replacements``. Returns it and ``replacements``."""
     X, x_sigr = SigMerger.merge([op.state["X"] for op in ops], axis=1)
+    replacements.update(x_sigr)
     merged = MergedSimProcess(
         ops[0].process,
-        inputs,
-        output,
+        u,
+        y,
         ops[0].t,
         mode=ops[0].mode,
         state={"X": X},
         n_processes=sum(getattr(op, "n_processes", 1) for op in ops),
+        input_index=None if u_index is None else np.array(u_index, dtype=np.int64),
+        output_index=None if y_index is None else np.array(y_index, dtype=np.int64),
     )
-    return merged, Merger.merge_dicts(in_sigr, out_sigr, x_sigr)
+    return merged, replacements
 
 
 def is_type_mergeable(op) -> bool:
@@ -355,20 +367,7 @@ def _gather_synapses(ops):
     replacements = {}
     u, u_index = _gather_side([op.input for op in ops], replacements)
     y, y_index = _gather_side([op.output for op in ops], replacements)
-    X, x_sigr = SigMerger.merge([op.state["X"] for op in ops], axis=1)
-    replacements.update(x_sigr)
-    merged = MergedSimProcess(
-        ops[0].process,
-        u,
-        y,
-        ops[0].t,
-        mode=ops[0].mode,
-        state={"X": X},
-        n_processes=sum(getattr(op, "n_processes", 1) for op in ops),
-        input_index=np.array(u_index, dtype=np.int64),
-        output_index=np.array(y_index, dtype=np.int64),
-    )
-    return merged, replacements
+    return _merged_synapse(ops, u, y, replacements, u_index, y_index)
 
 
 def _gather_pes(ops):
