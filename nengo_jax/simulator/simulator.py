@@ -22,7 +22,12 @@ from nengo.utils.progress import Progress, ProgressTracker
 import nengo_jax.ops  # noqa: F401  (registers the operator builders)
 from nengo_jax.build.layout import Layout
 from nengo_jax.build.marking import keep_history
-from nengo_jax.build.program import RNG_KEY, Program, new_rng_state
+from nengo_jax.build.program import (
+    RNG_KEY,
+    Program,
+    compiler_options,
+    new_rng_state,
+)
 from nengo_jax.build.registry import BuildContext, builder_for
 from nengo_jax.config import Settings
 from nengo_jax.optimizer import plan_operators
@@ -184,6 +189,7 @@ class Simulator(KerasMethods, LegacyTraining, ParamsMethods):
                 if not keep and p in self._probe_keys
             },
             use_loop=self.settings.use_loop,
+            compiler_options=compiler_options(self.device),
         )
 
     # -- properties ---------------------------------------------------------------
