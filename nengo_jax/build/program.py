@@ -76,11 +76,13 @@ class Program:
         self._skip_cache = {}
         #: Number of times the program was traced (each trace compiles).
         self.trace_count = 0
-        self.run = jax.jit(
-            self._run,
-            static_argnames=("n_steps", "fed", "training"),
-            compiler_options=compiler_options,
+        jit = functools.partial(
+            jax.jit, self._run, static_argnames=("n_steps", "fed", "training")
         )
+        self.run = jit(compiler_options=compiler_options)
+        #: `run` for calls inside another jitted function (e.g. Keras's training
+        #: step), which compiles it with its own options
+        self.run_nested = jit()
 
     def active_streams(self, fed: tuple) -> list:
         """The host streams the program reads when the signals in ``fed`` get data."""

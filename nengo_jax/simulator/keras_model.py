@@ -137,7 +137,7 @@ class SimulatorModel(keras.Model):
             params[key] = value
         state = {key: var.value for key, var in self.state_vars.items()}
         xs.update(self._streams(fed, state, n_steps))
-        new_state, outputs = self.program.run(
+        new_state, outputs = self.program.run_nested(
             params, state, xs, n_steps=n_steps, fed=fed, training=training
         )
         keep = self.stateful.value
