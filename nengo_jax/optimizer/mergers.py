@@ -308,13 +308,16 @@ def _side_key(sig, shared):
 
 
 def _unique_destinations(ops) -> list:
-    seen, unique = set(), []
+    """The operators of ``ops`` whose destinations overlap none before them."""
+    written, unique = {}, []  # base -> a mask of its elements written so far
     for op in ops:
         dst = _destination(op)
         base, start = _flat_range(dst)
-        elements = {(base, i) for i in range(start, start + dst.size)}
-        if seen.isdisjoint(elements):
-            seen |= elements
+        if base not in written:
+            written[base] = np.zeros(base.size, bool)
+        elements = written[base][start : start + dst.size]
+        if not elements.any():
+            elements[:] = True
             unique.append(op)
     return unique
 
