@@ -69,27 +69,17 @@ def order_signals(plan: Sequence[Sequence], **kwargs) -> tuple[list, list]:
     sorted_plan = []
     for group in plan:
         group = tuple(group)
-        views = {op: _views(op) for op in group}
-        best, best_score = group, _adjacent(group, views)
-        n_signals = min((len(v) for v in views.values()), default=0)
+        best, best_score = group, _adjacent(group)
+        n_signals = min((len(op.all_signals) for op in group), default=0)
         for k in range(n_signals):
-            if not any(views[op][k] for op in group):
+            if not any(op.all_signals[k].is_view for op in group):
                 continue
             order = tuple(sorted(group, key=_memory_order(group, k)))
-            score = _adjacent(order, views)
+            score = _adjacent(order)
             if score > best_score:
                 best, best_score = order, score
         sorted_plan.append(best)
     return _bases(sorted_plan), sorted_plan
-
-
-def _views(op) -> tuple:
-    """For each signal of ``op``: ``(base, first byte, end byte)`` if it is a
-    view, else None."""
-    return tuple(
-        (s.base, s.offset, s.offset + s.nbytes) if s.is_view else None
-        for s in op.all_signals
-    )
 
 
 def _memory_order(group, k):
@@ -105,19 +95,18 @@ def _memory_order(group, k):
     return key
 
 
-def _adjacent(ops, views) -> int:
-    """How many neighbours in ``ops`` have all their views back to back
-    (``views``: `_views` of each operator)."""
+def _adjacent(ops) -> int:
+    """How many neighbours in ``ops`` have all their views back to back."""
     return sum(
         all(
-            v1 is v2 is None
+            not (s1.is_view or s2.is_view)
             or (
-                v1 is not None
-                and v2 is not None
-                and v1[0] is v2[0]
-                and v2[1] == v1[2]
+                s1.is_view
+                and s2.is_view
+                and s1.base is s2.base
+                and s2.offset == s1.offset + s1.nbytes
             )
-            for v1, v2 in zip(views[a], views[b], strict=False)
+            for s1, s2 in zip(a.all_signals, b.all_signals, strict=False)
         )
         for a, b in zip(ops, ops[1:], strict=False)
     )
