@@ -33,6 +33,6 @@ def test_unknown_options_are_dropped(monkeypatch):
     assert program.compiler_options(jax.devices("cpu")[0]) == {}
 
 
-@pytest.mark.skipif(not jax.devices()[0].platform == "cpu", reason="CPU only")
+@pytest.mark.skipif(jax.devices()[0].platform != "cpu", reason="CPU only")
 def test_default_device():
     assert program.compiler_options() == program.CPU_OPTIONS
