@@ -73,17 +73,17 @@ def make_simulator(simulator: str, net: nengo.Network, minibatch: int):
     )
 
 
-def time_runs(sim, steps: int, repeats: int) -> tuple[float, float]:
-    """Seconds of the first ``run_steps(steps)`` and the median of ``repeats`` more."""
+def timed_run(sim, steps: int) -> float:
+    """Seconds of one ``sim.run_steps(steps)``."""
     start = time.perf_counter()
     sim.run_steps(steps, progress_bar=False)
-    first_s = time.perf_counter() - start
-    runs = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        sim.run_steps(steps, progress_bar=False)
-        runs.append(time.perf_counter() - start)
-    return first_s, statistics.median(runs)
+    return time.perf_counter() - start
+
+
+def time_runs(sim, steps: int, repeats: int) -> tuple[float, float]:
+    """Seconds of the first ``run_steps(steps)`` and the median of ``repeats`` more."""
+    first_s = timed_run(sim, steps)
+    return first_s, statistics.median(timed_run(sim, steps) for _ in range(repeats))
 
 
 def short_error(e: BaseException) -> str:
@@ -121,18 +121,14 @@ def measure_together(rows: list, net, steps: int, repeats: int) -> None:
                 start = time.perf_counter()
                 sims[i] = make_simulator(row.simulator, net, row.minibatch)
                 row.build_s = time.perf_counter() - start
-                start = time.perf_counter()
-                sims[i].run_steps(steps, progress_bar=False)
-                row.first_s = time.perf_counter() - start
+                row.first_s = timed_run(sims[i], steps)
                 runs[i] = []
             except Exception as e:
                 _failed(row, e)
         for _ in range(repeats):
             for i in list(runs):
                 try:
-                    start = time.perf_counter()
-                    sims[i].run_steps(steps, progress_bar=False)
-                    runs[i].append(time.perf_counter() - start)
+                    runs[i].append(timed_run(sims[i], steps))
                 except Exception as e:
                     _failed(rows[i], e)
                     del runs[i]

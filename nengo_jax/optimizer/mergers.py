@@ -127,11 +127,9 @@ def _synapses_mergeable(op, tomerge) -> bool:
 
 
 def _merge_synapses(ops):
-    replacements = {}
     u, u_sigr = SigMerger.merge([op.input for op in ops])
     y, y_sigr = SigMerger.merge([op.output for op in ops])
-    replacements.update(Merger.merge_dicts(u_sigr, y_sigr))
-    return _merged_synapse(ops, u, y, replacements)
+    return _merged_synapse(ops, u, y, Merger.merge_dicts(u_sigr, y_sigr))
 
 
 def _merged_synapse(ops, u, y, replacements, u_index=None, y_index=None):
