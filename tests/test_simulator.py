@@ -118,12 +118,45 @@ def test_failing_node_function_keeps_state():
         assert_allclose(sim.data[probe].ravel(), [0.001, 0.002, 0.003])
 
 
-def test_bad_node_output_raises_simulation_error():
+def _late(bad):
+    """A Node function of time that returns ``bad`` from its fourth step on."""
+    return lambda t: bad if t > 0.0035 else [t, t]
+
+
+def _late_in_loop(bad):
+    """A Node function of its input that returns ``bad`` for a negative input."""
+    return lambda t, x: bad if x[0] < 0 else [t, t]
+
+
+@pytest.mark.parametrize(
+    "make, bad, match",
+    [
+        (_late, np.nan, "non-finite"),
+        (_late, None, "non-finite"),
+        (_late, [1.0, np.inf], "non-finite"),
+        (_late, "ab", "invalid type"),
+        (_late, [1.0, 2.0, 3.0], "invalid type"),
+        (_late_in_loop, [np.nan, 0.0], "non-finite"),
+        (_late_in_loop, "ab", "invalid type"),
+    ],
+)
+def test_bad_node_output_raises_simulation_error(make, bad, match):
     with nengo.Network() as net:
-        nengo.Node(lambda t: np.nan)
-    with nengo_jax.Simulator(net, progress_bar=False) as sim:
-        with pytest.raises(SimulationError, match="non-finite"):
+        stim = nengo.Node(lambda t: 1.0 if t < 0.0035 else -1.0)
+        if make is _late:
+            node = nengo.Node(make(bad))
+        else:
+            node = nengo.Node(make(bad), size_in=1, size_out=2)
+            nengo.Connection(stim, node, synapse=None)
+        probe = nengo.Probe(node)
+    with nengo_jax.Simulator(net, progress_bar=False, minibatch_size=2) as sim:
+        sim.run_steps(3)
+        before = sim.data[probe].copy()
+        with pytest.raises(SimulationError, match=match):
             sim.run_steps(2)
+        assert sim.n_steps == 3
+        assert np.array_equal(sim.data[probe], before)
+        assert_allclose(before[1, :, 0], [0.001, 0.002, 0.003], rtol=1e-6)
 
 
 def test_second_run_compiles_nothing():

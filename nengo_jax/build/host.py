@@ -63,15 +63,15 @@ class FunctionStream(HostStream):
         self.label = label
 
     def compute(self, steps, dt):
-        out = np.empty((len(steps),) + self.shape, dtype=self.dtype)
         # the same float rounding as the time signal inside the loop
         times = steps.astype(self.dtype) * self.dtype.type(dt)
-        for i, t in enumerate(times):
-            args = (float(t),) if self.t_passed else ()
-            y = call_node_function(self.fn, args, self.label)
-            if self.has_output:
-                out[i] = check_node_output(y, self.fn, self.shape)
-        return out
+        calls = [(float(t),) for t in times] if self.t_passed else [()] * len(steps)
+        out = node_outputs(
+            self.fn, calls, self.shape if self.has_output else None, self.label
+        )
+        if out is None:
+            return np.empty((len(steps),) + self.shape, dtype=self.dtype)
+        return out.astype(self.dtype)
 
 
 def call_node_function(fn, args, label):
@@ -84,19 +84,31 @@ def call_node_function(fn, args, label):
         ) from e
 
 
-def check_node_output(y, fn, shape):
-    """Validate a Node function's return value as Nengo does."""
-    try:
-        if y is None or not np.all(np.isfinite(y)):
-            raise SimulationError(
-                f"Function '{function_name(fn)}' returned non-finite value"
-            )
-        return np.broadcast_to(np.asarray(y, dtype=np.float64), shape)
-    except (TypeError, ValueError) as e:
+def node_outputs(fn, calls, shape, label):
+    """Call a Node function once for each tuple of arguments in ``calls``.
+
+    Returns the outputs, ``(len(calls),) + shape`` in float64 (None when
+    ``shape`` is None: a Node without output), checked as Nengo checks them: each
+    is stored as Nengo stores it (``output[...] = y``) and the values must be
+    finite (``None`` becomes NaN). The check of finiteness covers all the calls
+    at once, after them.
+    """
+    out = None if shape is None else np.empty((len(calls),) + tuple(shape))
+    for i, args in enumerate(calls):
+        y = call_node_function(fn, args, label)
+        if out is not None:
+            try:
+                out[i] = y
+            except (TypeError, ValueError) as e:
+                raise SimulationError(
+                    f"Function '{function_name(fn)}' returned a value {y!r} of "
+                    f"invalid type {type(y)!r}"
+                ) from e
+    if out is not None and not np.isfinite(out).all():
         raise SimulationError(
-            f"Function '{function_name(fn)}' returned a value {y!r} of invalid "
-            f"type {type(y)!r}"
-        ) from e
+            f"Function '{function_name(fn)}' returned non-finite value"
+        )
+    return out
 
 
 def item_seeds(seed: int, minibatch_size: int) -> list:

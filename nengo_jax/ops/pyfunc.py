@@ -7,9 +7,8 @@ from nengo.exceptions import SimulationError
 
 from nengo_jax.build.host import (
     FunctionStream,
-    call_node_function,
-    check_node_output,
     host_call,
+    node_outputs,
 )
 from nengo_jax.build.registry import OpBuilder, register
 
@@ -60,18 +59,14 @@ class SimPyFuncBuilder(OpBuilder):
     def _call(self, t, x):
         op = self.op
         t, x = (None if t is None else np.asarray(t)), np.asarray(x, dtype=np.float64)
-        outputs = []
+        calls = [
+            ((float(t[b]),) if t is not None else ()) + (x[b].copy(),)
+            for b in range(x.shape[0])
+        ]
+        shape = None if op.output is None else op.output.shape
         try:
-            for b in range(x.shape[0]):
-                args = (x[b].copy(),)
-                if t is not None:
-                    args = (float(t[b]),) + args
-                y = call_node_function(op.fn, args, self.label)
-                if op.output is not None:
-                    outputs.append(check_node_output(y, op.fn, op.output.shape))
+            out = node_outputs(op.fn, calls, shape, self.label)
         except SimulationError as e:
             self.callback_error = e
             raise
-        if op.output is None:
-            return None
-        return np.stack(outputs).astype(self.ctx.dtype)
+        return None if out is None else out.astype(self.ctx.dtype)
