@@ -1,5 +1,6 @@
 """The Simulator's API: lifecycle, run-time data, batching, errors."""
 
+import gc
 import importlib.metadata
 
 import nengo
@@ -13,6 +14,7 @@ from nengo.exceptions import (
 )
 
 import nengo_jax
+from nengo_jax.simulator.simulator import gc_paused
 from nengo_jax.testing import assert_allclose, run_both
 
 
@@ -260,3 +262,30 @@ def test_many_probes_keep_their_own_data():
         sim.run_steps(3)
     for i, probe in enumerate(probes):
         assert np.array_equal(sim.data[probe], np.tile([i, -i], (2, 3, 1)))
+
+
+def test_gc_paused_during_build_and_run_only():
+    seen = []
+
+    def record(t, x):
+        seen.append(gc.isenabled())
+        return x
+
+    with nengo.Network() as net:
+        nengo.Node(record, size_in=1)  # (Nengo calls it once here)
+    assert seen == [True]
+    with nengo_jax.Simulator(net, progress_bar=False) as sim:
+        assert gc.isenabled()
+        sim.run_steps(3)  # inside the program: each step calls back
+    assert seen == [True, False, False, False]
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError), gc_paused():
+        raise RuntimeError("fails inside")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with gc_paused():
+            pass
+        assert not gc.isenabled()  # left as it was
+    finally:
+        gc.enable()

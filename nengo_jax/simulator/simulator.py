@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import warnings
 
@@ -123,7 +124,10 @@ class Simulator(KerasMethods, LegacyTraining, ParamsMethods):
         self.settings = Settings.from_network(
             network if network is not None else model.toplevel
         )
-        with ProgressTracker(progress_bar, Progress("Building", "Build")) as pt:
+        with (
+            gc_paused(),
+            ProgressTracker(progress_bar, Progress("Building", "Build")) as pt,
+        ):
             if network is not None:
                 self.model.build(network, progress=pt.next_stage("Building", "Build"))
             with self._jax_scope():
@@ -495,7 +499,7 @@ class Simulator(KerasMethods, LegacyTraining, ParamsMethods):
         for i, node in enumerate(nodes):
             xs[f"data{i}"] = np.swapaxes(node_data[node], 0, 1).astype(layout.dtype)
         try:
-            with self._jax_scope():
+            with gc_paused(), self._jax_scope():
                 state, outputs = program.run(
                     self._params, self._state, xs, n_steps=n_steps, fed=fed
                 )
@@ -580,3 +584,22 @@ def _find_device(device):
             f"No JAX device of kind {platform!r}: {e}", attr="device"
         ) from e
     return devices[int(index) if index else 0]
+
+
+@contextlib.contextmanager
+def gc_paused():
+    """Python's cyclic garbage collector off inside the block (if it was on).
+
+    Building a model, and tracing and compiling its program, create hundreds of
+    thousands of objects that stay alive; each collection walks them all and
+    finds almost nothing to free. On ``basal_ganglia`` the collections took
+    0.35 s of the build and 0.23 s of the first run. Garbage made inside the
+    block is collected by the first collection after it.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
