@@ -4,8 +4,10 @@ Runs one benchmark network under JAX's profiler, with XLA's per-kernel trace
 events switched on, and prints each compiled kernel's time per step, largest
 first. Kernel names are those of the optimized HLO: dump it with
 ``XLA_FLAGS="--xla_dump_to=DIR --xla_dump_hlo_as_text"`` to see what each one
-fuses. With more than one XLA thread at work (large minibatches), kernels run
-side by side and their sum exceeds the wall time. Example::
+fuses. The wall time per step minus the kernels' is spent on the host (e.g.
+Node functions of time, evaluated before the loop); cProfile shows where. With
+more than one XLA thread at work (large minibatches), kernels run side by side
+and their sum exceeds the wall time. Example::
 
     .venv/bin/python benchmarks/profile.py cconv --neuron-type relu --minibatch 32
 """
@@ -78,10 +80,13 @@ def main(argv=None) -> None:
         print(sim.optimizer_report)
 
     per_step = 1e-3 / args.steps  # ns in total -> us per step
+    wall_us, kernel_us = wall * 1e6 / args.steps, sum(times.values()) * per_step
     print(
         f"\n{args.network} {args.neuron_type}, minibatch {args.minibatch}: "
-        f"{wall * 1e6 / args.steps:.1f} us per step (wall, profiled), "
-        f"{sum(times.values()) * per_step:.1f} us in {len(times)} kernels\n"
+        f"{wall_us:.1f} us per step (wall, profiled), "
+        f"{kernel_us:.1f} us in {len(times)} kernels, "
+        f"{wall_us - kernel_us:.1f} us outside them (host: Node functions and "
+        "input processes computed before the loop, dispatch, transfers)\n"
     )
     print(f"{'us/step':>9} {'calls':>7}  kernel")
     for name, ns in times.most_common(args.top):
