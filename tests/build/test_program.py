@@ -2,7 +2,6 @@
 
 import jax
 import nengo
-import numpy as np
 import pytest
 
 import nengo_jax

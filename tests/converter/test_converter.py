@@ -404,7 +404,7 @@ def spike_counts(converter, x, seconds):
         out = sim.predict({inp: data}, verbose=0)
     return [
         np.sum(out[p]) * sim.dt / e.neuron_type.amplitude
-        for p, e in zip(probes, ensembles)
+        for p, e in zip(probes, ensembles, strict=True)
     ]
 
 
