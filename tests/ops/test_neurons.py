@@ -86,21 +86,55 @@ def filtered(x, tau=TAU):
     return lfilter([1 - a], [1, -a], x, axis=-2)
 
 
+def spike_events(n_spikes, ref_n_spikes):
+    """How ``n_spikes`` differs from ``ref_n_spikes`` (steps x neurons, counts).
+
+    Returns ``(moved, unmatched)``: spikes one step from a reference spike of
+    the same neuron (an opposite difference at the next step), and spikes
+    added or lost.
+    """
+    diff = (n_spikes - ref_n_spikes).astype(int)
+    moved = 0
+    for t in range(len(diff) - 1):
+        pair = np.minimum(np.abs(diff[t]), np.abs(diff[t + 1]))
+        pair[np.sign(diff[t]) == np.sign(diff[t + 1])] = 0
+        moved += pair.sum()
+        diff[t] -= np.sign(diff[t]) * pair
+        diff[t + 1] -= np.sign(diff[t + 1]) * pair
+    return moved, np.abs(diff).sum()
+
+
 def assert_spikes_close(spikes, ref_spikes, amplitude, name):
     """Spike trains that float32 rounding may have moved by a step here and there.
 
-    At most 1% of spikes (and one per neuron) may differ, and the filtered trains
-    may differ by one jump (a spike moved by one step) at any time.
+    A threshold crossing within rounding of a step boundary moves a spike by one
+    step (seen with FMA, on one Izhikevich spike of 203). At most 1% of spikes
+    may move or be added or lost, and at most one per neuron may be added or
+    lost; the filtered trains may differ by one jump (a spike moved by one step)
+    at any time.
     """
     n_spikes = np.round(spikes * DT / amplitude)
     ref_n_spikes = np.round(ref_spikes * DT / amplitude)
-    different = np.sum(np.abs(n_spikes - ref_n_spikes))
-    assert different <= 0.01 * np.sum(np.abs(ref_n_spikes)), f"{name}: {different}"
+    moved, unmatched = spike_events(n_spikes, ref_n_spikes)
+    total = np.sum(np.abs(ref_n_spikes))
+    assert moved + unmatched <= 0.01 * total, f"{name}: {moved} moved, {unmatched}"
     counts, ref_counts = np.sum(n_spikes, axis=0), np.sum(ref_n_spikes, axis=0)
     np.testing.assert_allclose(counts, ref_counts, atol=1, err_msg=name)
     assert_allclose(
         filtered(spikes), filtered(ref_spikes), atol=ONE_JUMP * amplitude, rtol=0
     )
+
+
+def test_spike_events():
+    ref = np.zeros((6, 2))
+    ref[[1, 3], 0] = 1
+    ref[4, 1] = 2
+    ours = ref.copy()
+    ours[[1, 2], 0] = [0, 1]  # moved later
+    ours[[3, 4], 1] = [1, 1]  # one of two spikes moved earlier
+    ours[5, 1] = 1  # added
+    assert spike_events(ours, ref) == (2, 1)
+    assert spike_events(ref, ref) == (0, 0)
 
 
 def assert_items_equal(ours):
