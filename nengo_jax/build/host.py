@@ -8,6 +8,9 @@ Python out of the compiled loop and gives exactly Nengo's values.
 
 from __future__ import annotations
 
+import logging
+import threading
+
 import numpy as np
 from jax.experimental import io_callback
 from nengo.exceptions import SimulationError
@@ -24,6 +27,8 @@ class HostStream:
 
     key: str = None
     batched: bool = False
+    #: What computes the values, for error messages.
+    what: str = "a host input"
 
     def __init__(self, shape, dtype):
         self.shape = tuple(shape)
@@ -34,8 +39,84 @@ class HostStream:
         raise NotImplementedError
 
 
-def host_call(fn, result, *args):
+def compute_streams(streams, steps, dt) -> list:
+    """Each stream's values for ``steps``; an exception becomes a `SimulationError`
+    naming the stream's source (see `as_simulation_error`)."""
+    values = []
+    for stream in streams:
+        try:
+            values.append(stream.compute(steps, dt))
+        except BaseException as e:
+            error = as_simulation_error(e, stream.what)
+            if error is e:
+                raise
+            raise error from e
+    return values
+
+
+class HostErrors:
+    """The first exception raised by a program's host callbacks, for its caller.
+
+    An exception raised inside a host callback reaches the caller only as JAX's
+    ``JaxRuntimeError`` (and is logged by JAX on the way). Each callback made by
+    `host_call` records what it raised here; the runtime then raises that
+    instead (see `as_simulation_error`) and JAX's log record of it is dropped.
+    """
+
+    def __init__(self):
+        self._error = None
+        self._lock = threading.Lock()
+
+    def record(self, error: BaseException, what: str):
+        with self._lock:
+            if self._error is None:
+                self._error = (error, what)
+            error._nengo_jax_recorded = True
+
+    def take(self):
+        """The first recorded ``(error, what)`` since the last `take`, or None."""
+        with self._lock:
+            taken, self._error = self._error, None
+        return taken
+
+    def clear(self):
+        self.take()
+
+
+def as_simulation_error(error: BaseException, what: str) -> BaseException:
+    """What the caller gets for ``error``, raised by ``what`` on the host.
+
+    `SimulationError`, `KeyboardInterrupt` and `SystemExit` keep their type;
+    any other exception becomes a `SimulationError` naming ``what`` (chained to
+    the original).
+    """
+    if isinstance(error, SimulationError | KeyboardInterrupt | SystemExit):
+        return error
+    if not isinstance(error, Exception):
+        return error
+    wrapped = SimulationError(f"{what} raised {type(error).__name__}: {error}")
+    wrapped.__cause__ = error
+    return wrapped
+
+
+class DropRecorded(logging.Filter):
+    """Drops JAX's log record of an exception that `HostErrors` recorded."""
+
+    def filter(self, record):
+        error = record.exc_info[1] if record.exc_info else None
+        return not getattr(error, "_nengo_jax_recorded", False)
+
+
+#: JAX logs every exception raised in an io_callback on this logger.
+CALLBACK_LOGGER = logging.getLogger("jax._src.callback")
+CALLBACK_LOGGER.addFilter(DropRecorded())
+
+
+def host_call(fn, result, *args, errors: HostErrors, what: str):
     """``fn(*args)`` called on the host from the compiled loop, returning ``result``.
+
+    An exception ``fn`` raises is recorded in ``errors`` (``what`` names the
+    caller, e.g. a Node) before it aborts the run.
 
     The callback is unordered: each step's calls take that step's values, so
     they still happen step after step, but calls of one step with no data
@@ -44,7 +125,15 @@ def host_call(fn, result, *args):
     exception raised in the callback poisons that token: every later run, of
     any simulator, would fail with it.
     """
-    return io_callback(fn, result, *args, ordered=False)
+
+    def guarded(*args):
+        try:
+            return fn(*args)
+        except BaseException as e:
+            errors.record(e, what)
+            raise
+
+    return io_callback(guarded, result, *args, ordered=False)
 
 
 def function_name(fn):
@@ -60,7 +149,7 @@ class FunctionStream(HostStream):
         self.has_output = shape is not None
         self.fn = fn
         self.t_passed = t_passed
-        self.label = label
+        self.label = self.what = label
 
     def compute(self, steps, dt):
         # the same float rounding as the time signal inside the loop
@@ -138,6 +227,7 @@ class ProcessStream(HostStream):
     def __init__(self, process, shape, dtype, dt):
         super().__init__(shape, dtype)
         self.process = process
+        self.what = f"{process}"
         self.dt = dt
         self.steps = []
         self.seed = None

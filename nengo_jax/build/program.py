@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from nengo_jax.build.env import SignalEnv
+from nengo_jax.build.host import HostErrors
 
 #: State key of the PRNG key for device-side randomness.
 RNG_KEY = "_rng"
@@ -38,6 +39,8 @@ class Program:
         into the program).
     compiler_options : dict, optional
         XLA options for compiling `run` (see `compiler_options`).
+    host_errors : HostErrors, optional
+        Where the builders' host callbacks record what they raise.
     """
 
     def __init__(
@@ -51,8 +54,10 @@ class Program:
         last_only=(),
         use_loop=True,
         compiler_options=None,
+        host_errors=None,
     ):
         self.builders = builders
+        self.host_errors = HostErrors() if host_errors is None else host_errors
         self.layout = layout
         self.probes = list(probes)
         self.dt = dt

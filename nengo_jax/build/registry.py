@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from nengo.exceptions import BuildError
 
+from nengo_jax.build.host import HostErrors
+
 _BUILDERS: dict = {}
 
 
@@ -26,6 +28,8 @@ class BuildContext:
     lif_smoothing: float | None = None
     #: Keep spikes on the forward pass in training (rate gradients backward).
     surrogate_gradients: bool = False
+    #: Where host callbacks record what they raise (see `host_call`).
+    host_errors: HostErrors = field(default_factory=HostErrors)
     warned: set = field(default_factory=set)
 
     def warn_once(self, key, message, category=UserWarning):

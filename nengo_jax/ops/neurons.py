@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from nengo.builder.neurons import SimNeurons
-from nengo.exceptions import BuildError, SimulationError
+from nengo.exceptions import BuildError
 from nengo.neurons import LIF, Direct
 from nengo.utils.numpy import maxint
 
@@ -86,8 +86,6 @@ class SimNeuronsBuilder(OpBuilder):
     states and per-neuron parameters are concatenated along the neuron axis.
     A type without a JAX version runs Nengo's NumPy ``step`` on the host.
     """
-
-    callback_error = None
 
     def __init__(self, ops, ctx):
         super().__init__(ops, ctx)
@@ -259,7 +257,14 @@ class SimNeuronsBuilder(OpBuilder):
         result = (jax.ShapeDtypeStruct((B,) + op.output.shape, J.dtype),) + tuple(
             jax.ShapeDtypeStruct(s.shape, s.dtype) for s in state
         )
-        output, *state = host_call(self._call, result, J, *state)
+        output, *state = host_call(
+            self._call,
+            result,
+            J,
+            *state,
+            errors=self.ctx.host_errors,
+            what=f"{op}: step of neuron type {op.neurons}",
+        )
         env.write(op.output, output)
         for name, value in zip(self.names, state, strict=True):
             env.write(op.state[name], value)
@@ -269,25 +274,18 @@ class SimNeuronsBuilder(OpBuilder):
         J = np.asarray(J)
         state = [np.array(s) for s in state]
         output = np.zeros(J.shape[:1] + op.output.shape, dtype=np.float64)
-        try:
-            for b in range(J.shape[0]):
-                item = {
-                    name: s[b].astype(np.float64) if s.dtype.kind == "f" else s[b]
-                    for name, s in zip(self.names, state, strict=True)
-                }
-                op.neurons.step(
-                    self.ctx.dt,
-                    J[b].astype(np.float64),
-                    output[b],
-                    **item,
-                    **self.extras[b],
-                )
-                for name, s in zip(self.names, state, strict=True):
-                    s[b] = item[name]
-        except Exception as e:
-            self.callback_error = SimulationError(
-                f"{op}: step of neuron type {op.neurons} raised {type(e).__name__}: {e}"
+        for b in range(J.shape[0]):
+            item = {
+                name: s[b].astype(np.float64) if s.dtype.kind == "f" else s[b]
+                for name, s in zip(self.names, state, strict=True)
+            }
+            op.neurons.step(
+                self.ctx.dt,
+                J[b].astype(np.float64),
+                output[b],
+                **item,
+                **self.extras[b],
             )
-            self.callback_error.__cause__ = e
-            raise
+            for name, s in zip(self.names, state, strict=True):
+                s[b] = item[name]
         return (output.astype(J.dtype),) + tuple(state)

@@ -69,7 +69,6 @@ class HostProcess:
         self.names = sorted(op.state)
         self.steps = []
         self.arrays = []
-        self.error = None
         ctx.warn_once(
             ("SimProcess host", type(op.process)),
             f"{op.process} runs on the host: nengo_jax has no JAX implementation "
@@ -110,7 +109,15 @@ class HostProcess:
         result = (
             jax.ShapeDtypeStruct(u.shape[:1] + op.output.shape, self.ctx.dtype),
         ) + tuple(jax.ShapeDtypeStruct(s.shape, s.dtype) for s in states)
-        y, *states = host_call(self._call, result, t, u, *states)
+        y, *states = host_call(
+            self._call,
+            result,
+            t,
+            u,
+            *states,
+            errors=self.ctx.host_errors,
+            what=f"{op}: step of {op.process}",
+        )
         for name, value in zip(self.names, states, strict=True):
             env.write(op.state[name], value)
         return y
@@ -120,22 +127,16 @@ class HostProcess:
         t, u = np.asarray(t), np.asarray(u, dtype=np.float64)
         outputs = []
         new_states = [np.empty(s.shape, s.dtype) for s in states]
-        try:
-            for b, step_f in enumerate(self.steps):
-                arrays = self.arrays[b]
-                for name, value in zip(self.names, states, strict=True):
-                    arrays[name][...] = value[b]
-                # Nengo's time signal is exactly ``step * dt``; ours is float32.
-                t_b = float(np.round(t[b] / dt) * dt)
-                y = step_f(t_b, u[b].copy())
-                outputs.append(
-                    np.broadcast_to(np.asarray(y, np.float64), op.output.shape)
-                )
-                for new, name in zip(new_states, self.names, strict=True):
-                    new[b] = arrays[name]
-        except Exception as e:
-            self.error = e
-            raise
+        for b, step_f in enumerate(self.steps):
+            arrays = self.arrays[b]
+            for name, value in zip(self.names, states, strict=True):
+                arrays[name][...] = value[b]
+            # Nengo's time signal is exactly ``step * dt``; ours is float32.
+            t_b = float(np.round(t[b] / dt) * dt)
+            y = step_f(t_b, u[b].copy())
+            outputs.append(np.broadcast_to(np.asarray(y, np.float64), op.output.shape))
+            for new, name in zip(new_states, self.names, strict=True):
+                new[b] = arrays[name]
         return (np.stack(outputs).astype(self.ctx.dtype),) + tuple(new_states)
 
 
@@ -164,20 +165,6 @@ class SimProcessBuilder(OpBuilder):
             )
             for op in self.ops
         ]
-
-    @property
-    def callback_error(self):
-        """The exception a host step function raised in the last run, if any."""
-        for runner in self.runners:
-            if getattr(runner, "error", None) is not None:
-                return runner.error
-        return None
-
-    @callback_error.setter
-    def callback_error(self, value):
-        for runner in self.runners:
-            if hasattr(runner, "error"):
-                runner.error = value
 
     def fed_output(self):
         (op,) = self.ops if len(self.ops) == 1 else (None,)

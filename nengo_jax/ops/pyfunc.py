@@ -3,7 +3,6 @@
 import jax
 import numpy as np
 from nengo.builder.operator import SimPyFunc
-from nengo.exceptions import SimulationError
 
 from nengo_jax.build.host import (
     FunctionStream,
@@ -21,8 +20,6 @@ class SimPyFuncBuilder(OpBuilder):
     loop starts (a host stream); a function of ``x`` is called from inside the
     loop through a host callback, once per batch item.
     """
-
-    callback_error = None
 
     def __init__(self, ops, ctx):
         super().__init__(ops, ctx)
@@ -52,7 +49,9 @@ class SimPyFuncBuilder(OpBuilder):
             (env.minibatch_size,) + op.output.shape if op.output is not None else None
         )
         result = None if shape is None else jax.ShapeDtypeStruct(shape, x.dtype)
-        y = host_call(self._call, result, t, x)
+        y = host_call(
+            self._call, result, t, x, errors=self.ctx.host_errors, what=self.label
+        )
         if op.output is not None:
             env.write(op.output, y)
 
@@ -64,9 +63,5 @@ class SimPyFuncBuilder(OpBuilder):
             for b in range(x.shape[0])
         ]
         shape = None if op.output is None else op.output.shape
-        try:
-            out = node_outputs(op.fn, calls, shape, self.label)
-        except SimulationError as e:
-            self.callback_error = e
-            raise
+        out = node_outputs(op.fn, calls, shape, self.label)
         return None if out is None else out.astype(self.ctx.dtype)

@@ -112,22 +112,22 @@ class SimulationData(Mapping):
         self._live = {}  # obj -> (params dict, state dict, live value)
 
     def __getitem__(self, key):
-        chunks = self._sim._probe_chunks.get(key)
+        chunks = self._sim._runtime.snapshot.probes.get(key)
         if chunks is None:
             return self._params_of(key)
         cached = self._cache.get(key)
-        if cached is None or cached[0] != len(chunks):
+        if cached is None or cached[0] is not chunks:
             value = self._sim._probe_array(key)
             value.setflags(write=False)
-            cached = self._cache[key] = (len(chunks), value)
+            cached = self._cache[key] = (chunks, value)
         return cached[1]
 
     def _params_of(self, obj):
         sim = self._sim
         built = sim.model.params[obj]
-        params, state = getattr(sim, "_params", None), getattr(sim, "_state", None)
-        if params is None or not isinstance(obj, Ensemble | Connection):
+        if sim._runtime.snapshot is None or not isinstance(obj, Ensemble | Connection):
             return built
+        params, state = sim._runtime.live_values()
         cached = self._live.get(obj)
         if cached is not None and cached[0] is params and cached[1] is state:
             return cached[2]
@@ -165,7 +165,7 @@ class HostValues:
     layout : Layout
         Where each signal lives.
     params, state : dict
-        Array key -> (device) array, as in ``sim._params`` and ``sim._state``.
+        Array key -> (device) array (a `Snapshot`'s ``params`` and ``state``).
     """
 
     def __init__(self, layout, params, state):
@@ -333,9 +333,10 @@ class SignalValues(Mapping):
         sim = self._sim
         if sim.closed:
             raise SimulatorClosed("Cannot read signals of a closed simulator")
+        params, state = sim._runtime.live_values()
         env = SignalEnv(
             sim._layout,
-            {**sim._params, **sim._state},
+            {**params, **state},
             {},
             sim.minibatch_size,
             sim.dt,

@@ -15,9 +15,8 @@ import jax
 import jax.numpy as jnp
 import keras
 import numpy as np
-from nengo.exceptions import SimulationError
 
-from nengo_jax.build.host import host_call
+from nengo_jax.build.host import compute_streams, host_call
 
 #: Input name that only carries the number of steps (when no Node gets data).
 STEPS_INPUT = "n_steps"
@@ -52,8 +51,9 @@ class SimulatorModel(keras.Model):
         Output name -> probe key of ``program``.
     step_key : str
         State key of the step counter.
-    learning_phase : bool or None
-        Forces training (True) or inference (False) behaviour in every call.
+    training : callable
+        ``training(keras_flag)``: whether a call runs the training version of
+        the model (see `Runtime.training`).
     """
 
     def __init__(
@@ -65,7 +65,7 @@ class SimulatorModel(keras.Model):
         inputs,
         outputs,
         step_key,
-        learning_phase=None,
+        training=bool,
     ):
         super().__init__(name="nengo_jax_simulator")
         self.program = program
@@ -73,7 +73,7 @@ class SimulatorModel(keras.Model):
         self.input_signals = inputs
         self.output_keys = outputs
         self.step_key = step_key
-        self.learning_phase = learning_phase
+        self.training = training
         self.param_vars = {
             key: keras.Variable(
                 value,
@@ -94,7 +94,6 @@ class SimulatorModel(keras.Model):
             False, dtype="bool", trainable=False, name="stateful"
         )
         self.stream_cache = {}
-        self.callback_error = None
         #: Losses over several outputs at once: ``(names, f(outputs, targets))``,
         #: each given lists in the order of ``names`` (`Simulator.train`).
         self.objectives = []
@@ -110,9 +109,7 @@ class SimulatorModel(keras.Model):
         return list(self.output_keys)
 
     def call(self, inputs, training=None):
-        training = (
-            bool(training) if self.learning_phase is None else bool(self.learning_phase)
-        )
+        training = self.training(training)
         unknown = set(inputs) - set(self.input_signals) - {STEPS_INPUT}
         if unknown:
             raise ValueError(
@@ -184,20 +181,22 @@ class SimulatorModel(keras.Model):
 
         def compute(step):
             steps = np.arange(int(step) + 1, int(step) + 1 + n_steps)
-            try:
-                return tuple(self._stream_values(s, steps) for s in streams)
-            except SimulationError as e:
-                self.callback_error = e
-                raise
+            return tuple(self._stream_values(s, steps) for s in streams)
 
-        values = host_call(compute, shapes, step)
+        values = host_call(
+            compute,
+            shapes,
+            step,
+            errors=self.program.host_errors,
+            what="the host inputs",
+        )
         return {s.key: v for s, v in zip(streams, values, strict=True)}
 
     def _stream_values(self, stream, steps):
         cached = self.stream_cache.get(stream.key)
         if cached is not None and np.array_equal(cached[0], steps):
             return cached[1]
-        value = stream.compute(steps, self.program.dt)
+        (value,) = compute_streams([stream], steps, self.program.dt)
         self.stream_cache[stream.key] = (steps, value)
         return value
 

@@ -146,7 +146,7 @@ class LegacyTraining:
             names = tuple(self._output_name(self._find_probe(p)) for p in probes)
             objectives.append((names, _joint(fn, len(probes) > 1)))
         model = self.keras_model
-        with self._jax_scope():
+        with self._runtime.call("compile"):
             model.compile(optimizer=optimizer, loss=None)
         model.objectives = objectives
         self._loss_outputs = {name for names, _ in objectives for name in names}
@@ -173,13 +173,13 @@ class LegacyTraining:
             n_epochs * (n_items // B),
             verbose=0 if self.progress_bar is False else 1,
         )
-        with self._jax_scope():
-            model.set_values(self._params, self._state, stateful=True)
+        state = self._state
+        with self._runtime.keras(model, "train", stateful=True, keep_state=False):
             for _ in range(n_epochs):
                 order = rng.permutation(n_items) if shuffle else np.arange(n_items)
                 for start in range(0, n_items, B):
                     batch = order[start : start + B]
-                    model.set_state(self._state)
+                    model.set_state(state)
                     for t in range(0, n_steps, truncation):
                         piece = slice(t, t + truncation)
                         logs = model.train_on_batch(
@@ -188,7 +188,6 @@ class LegacyTraining:
                             return_dict=True,
                         )
                     progbar.add(1, values=[("loss", logs["loss"])])
-            self._params = model.param_values()
         return None
 
 

@@ -116,7 +116,7 @@ class ParamsMethods:
         if objs is None:
             objs = self.model.toplevel
         result = {}
-        host = HostValues(self._layout, self._params, self._state)
+        host = HostValues(self._layout, *self._runtime.live_values())
         for obj in self._objects_of(objs, nodes=True):
             if isinstance(obj, Node):
                 result[obj] = {
@@ -160,13 +160,13 @@ class ParamsMethods:
         """
         self._check_open("save the parameters of")
         path = _npz_path(path)
-        host = HostValues(self._layout, self._params, self._state)
+        host = HostValues(self._layout, *self._runtime.live_values())
         entries = self._param_entries(host)
         arrays = {e.name: host.read(e.sig) for e in entries}
         if include_state:
             state = self._state_entries(host)
             arrays.update((e.name, host.read(e.sig, batched=True)) for e in state)
-            arrays["state.rng"] = np.asarray(self._state[RNG_KEY])
+            arrays["state.rng"] = np.asarray(host.state[RNG_KEY])
             entries = entries + state
         arrays["__format__"] = np.array(FORMAT)
         arrays["__names__"] = np.array([e.name for e in entries], dtype=str)
@@ -192,7 +192,13 @@ class ParamsMethods:
         self._check_open("load parameters into")
         path = _npz_path(path)
         data = _read_npz(path)
-        host = HostValues(self._layout, self._params, self._state)
+        with self._runtime.call("load parameters"):
+            self._load(path, data, include_state)
+
+    def _load(self, path, data, include_state):
+        runtime = self._runtime
+        snapshot = runtime.snapshot
+        host = HostValues(self._layout, snapshot.params, snapshot.state)
         entries = self._param_entries(host)
         if include_state:
             if "state.rng" not in data:
@@ -220,12 +226,12 @@ class ParamsMethods:
 
         for entry in entries:
             _write_signal(self._layout, writable, entry.sig, data[entry.name])
-        new_params = {k: v for k, v in copies.items() if k in self._params}
-        new_state = {k: v for k, v in copies.items() if k not in self._params}
-        n_steps = self._n_steps
+        new_params = {k: v for k, v in copies.items() if k in snapshot.params}
+        new_state = {k: v for k, v in copies.items() if k not in snapshot.params}
+        n_steps = snapshot.n_steps
         if include_state:
             rng = np.asarray(data["state.rng"])
-            here = np.asarray(self._state[RNG_KEY])
+            here = np.asarray(snapshot.state[RNG_KEY])
             if rng.shape != here.shape:
                 raise ValidationError(
                     f"'{path}' does not match this network: its random key has "
@@ -234,9 +240,11 @@ class ParamsMethods:
                 )
             new_state[RNG_KEY] = rng.astype(here.dtype)
             n_steps = int(_read_written(self._layout, copies, host, self.model.step))
-        new_params = self._to_device({**self._params, **new_params})
-        new_state = self._to_device({**self._state, **new_state})
-        self._params, self._state, self._n_steps = new_params, new_state, n_steps
+        runtime.commit(
+            params=self._to_device({**snapshot.params, **new_params}),
+            state=self._to_device({**snapshot.state, **new_state}),
+            n_steps=n_steps,
+        )
 
     def _param_entries(self, host) -> list:
         """The trainable parameters stored as parameters, in network order."""
@@ -438,7 +446,7 @@ class ParamsMethods:
         if isinstance(objs, Network):
             objects = objs.all_ensembles + objs.all_connections
             if nodes:
-                host = HostValues(self._layout, self._params, self._state)
+                host = HostValues(self._layout, *self._runtime.live_values())
                 objects += [
                     node
                     for node in objs.all_nodes

@@ -6,6 +6,7 @@ import contextlib
 import gc
 import logging
 import warnings
+from types import MappingProxyType
 
 import jax
 import numpy as np
@@ -35,6 +36,7 @@ from nengo_jax.optimizer import plan_operators
 from nengo_jax.simulator.data import SignalValues, SimulationData, check_node_data
 from nengo_jax.simulator.legacy import LegacyTraining
 from nengo_jax.simulator.params import ParamsMethods
+from nengo_jax.simulator.runtime import Runtime, Snapshot
 from nengo_jax.simulator.training import KerasMethods
 
 logger = logging.getLogger(__name__)
@@ -180,7 +182,7 @@ class Simulator(KerasMethods, LegacyTraining, ParamsMethods):
         self._probe_keys = {
             probe: f"probe{i}" for i, (probe, _) in enumerate(probe_sigs)
         }
-        self._program = Program(
+        program = Program(
             builders,
             self._layout,
             [(self._probe_keys[p], sig) for p, sig in probe_sigs],
@@ -194,7 +196,29 @@ class Simulator(KerasMethods, LegacyTraining, ParamsMethods):
             },
             use_loop=self.settings.use_loop,
             compiler_options=compiler_options(self.device),
+            host_errors=ctx.host_errors,
         )
+        self._runtime = Runtime(
+            program,
+            self._probe_keys,
+            dt=model.dt,
+            scope=self._jax_scope,
+            learning_phase=self.settings.learning_phase,
+        )
+
+    @property
+    def _program(self):
+        return self._runtime.program
+
+    @property
+    def _params(self):
+        """The committed parameters (read-only use: see `Runtime`)."""
+        return self._runtime.snapshot.params
+
+    @property
+    def _state(self):
+        """The committed state (read-only use: see `Runtime`)."""
+        return self._runtime.snapshot.state
 
     # -- properties ---------------------------------------------------------------
 
@@ -210,12 +234,12 @@ class Simulator(KerasMethods, LegacyTraining, ParamsMethods):
     @property
     def n_steps(self):
         """(int) The number of timesteps simulated since the last reset."""
-        return self._n_steps
+        return self._runtime.snapshot.n_steps
 
     @property
     def time(self):
         """(float) The simulated time since the last reset."""
-        return self._n_steps * self.dt
+        return self.n_steps * self.dt
 
     @property
     def seed(self):
@@ -263,6 +287,7 @@ class Simulator(KerasMethods, LegacyTraining, ParamsMethods):
             )
 
     def __getstate__(self):
+        snapshot = self._runtime.snapshot
         return {
             "model": self.model,
             "dt": self.dt,
@@ -273,10 +298,10 @@ class Simulator(KerasMethods, LegacyTraining, ParamsMethods):
             "minibatch_size": self.minibatch_size if self._batch_given else None,
             "unroll_simulation": self.unroll_simulation,
             "closed": self.closed,
-            "n_steps": self._n_steps,
-            "params": None if self.closed else jax.device_get(self._params),
-            "state": None if self.closed else jax.device_get(self._state),
-            "probes": self._probe_chunks,
+            "n_steps": snapshot.n_steps,
+            "params": None if self.closed else jax.device_get(snapshot.params),
+            "state": None if self.closed else jax.device_get(snapshot.state),
+            "probes": dict(snapshot.probes),
         }
 
     def __setstate__(self, state):
@@ -297,13 +322,18 @@ class Simulator(KerasMethods, LegacyTraining, ParamsMethods):
             unroll_simulation=state["unroll_simulation"],
         )
         self.optimize = state["optimize"]
-        self._probe_chunks = state["probes"]
+        probes = MappingProxyType(
+            {p: tuple(chunks) for p, chunks in state["probes"].items()}
+        )
+        self._runtime.commit(probes=probes)
         if state["closed"]:
             self.close()
             return
-        self._params = self._to_device(state["params"])
-        self._state = self._to_device(state["state"])
-        self._n_steps = state["n_steps"]
+        self._runtime.commit(
+            params=self._to_device(state["params"]),
+            state=self._to_device(state["state"]),
+            n_steps=state["n_steps"],
+        )
 
     def close(self):
         """Close the simulator; later runs raise `SimulatorClosed`.
@@ -311,10 +341,13 @@ class Simulator(KerasMethods, LegacyTraining, ParamsMethods):
         ``sim.data`` stays readable after closing, with the trained parameters
         (kept on the host; the device arrays are released).
         """
+        runtime = getattr(self, "_runtime", None)
+        if runtime is not None and runtime.snapshot is not None and not self.closed:
+            with runtime.call("close"):
+                runtime.commit(
+                    params=jax.device_get(runtime.snapshot.params), state=None
+                )
         self.closed = True
-        self._state = None
-        if getattr(self, "_params", None) is not None:
-            self._params = jax.device_get(self._params)
         self._keras = None
 
     def reset(
@@ -347,29 +380,42 @@ class Simulator(KerasMethods, LegacyTraining, ParamsMethods):
         """
         if self.closed:
             raise SimulatorClosed("Cannot reset a closed Simulator.")
-        if seed is not None:
-            self._seed = int(seed)
-        if include_trainable:
-            self._params = self._to_device(self._layout.initial_params())
-        state = self._layout.initial_state(self.minibatch_size)
-        if include_processes:
-            rng = np.random.RandomState(self._seed)
-            # draw seeds in nengo.Simulator's order
-            rank = self._seed_rank
-            for builder in sorted(
-                self._program.builders,
-                key=lambda b: min(rank.get(op, len(rank)) for op in b.ops),
-            ):
-                builder.reset_host(rng, self.minibatch_size)
-            state[RNG_KEY] = new_rng_state(self._seed)
-            if self._keras is not None:
-                self._keras.stream_cache.clear()
-        else:
-            state[RNG_KEY] = self._state[RNG_KEY]
-        self._state = self._to_device(state)
-        self._n_steps = 0
+        runtime = self._runtime
+        with runtime.call("reset"):
+            old = runtime.snapshot
+            if seed is not None:
+                self._seed = int(seed)
+            params = old.params if old is not None else None
+            if include_trainable or params is None:
+                params = self._to_device(self._layout.initial_params())
+            state = self._layout.initial_state(self.minibatch_size)
+            if include_processes or old is None:
+                rng = np.random.RandomState(self._seed)
+                # draw seeds in nengo.Simulator's order
+                rank = self._seed_rank
+                for builder in sorted(
+                    self._program.builders,
+                    key=lambda b: min(rank.get(op, len(rank)) for op in b.ops),
+                ):
+                    builder.reset_host(rng, self.minibatch_size)
+                state[RNG_KEY] = new_rng_state(self._seed)
+                if self._keras is not None:
+                    self._keras.stream_cache.clear()
+            else:
+                state[RNG_KEY] = old.state[RNG_KEY]
+            probes = old.probes if old is not None else None
+            if include_probes or probes is None:
+                probes = self._no_probe_data()
+            runtime.commit(
+                Snapshot(
+                    params=params,
+                    state=self._to_device(state),
+                    n_steps=0,
+                    probes=probes,
+                )
+            )
         if include_probes:
-            self.clear_probes()
+            self.data.reset()
 
     def soft_reset(
         self, include_trainable=False, include_probes=False, include_processes=True
@@ -393,8 +439,12 @@ class Simulator(KerasMethods, LegacyTraining, ParamsMethods):
 
     def clear_probes(self):
         """Delete all probe data."""
-        self._probe_chunks = {probe: [] for probe in self.model.probes}
+        with self._runtime.call("clear probes"):
+            self._runtime.commit(probes=self._no_probe_data())
         self.data.reset()
+
+    def _no_probe_data(self):
+        return MappingProxyType({probe: () for probe in self.model.probes})
 
     def _to_device(self, tree):
         with self._jax_scope():
@@ -485,49 +535,15 @@ class Simulator(KerasMethods, LegacyTraining, ParamsMethods):
             )
 
     def _run(self, n_steps, node_data):
-        """Run the program; on any error, leave state and probe data untouched."""
-        program, layout = self._program, self._layout
+        """Run through the runtime: all or nothing (see `Runtime.run`)."""
         # order the fed signals by their Node's build order: one compile per set
         nodes = sorted(node_data, key=self._node_index.__getitem__)
-        fed = tuple(self.model.sig[node]["out"] for node in nodes)
-        # without stateful, every run starts from the initial state (and time)
-        first = self._n_steps if self.settings.stateful else 0
-        steps = np.arange(first + 1, first + n_steps + 1)
-        xs = {}
-        for stream in program.active_streams(fed):
-            xs[stream.key] = stream.compute(steps, self.dt)
-        for i, node in enumerate(nodes):
-            xs[f"data{i}"] = np.swapaxes(node_data[node], 0, 1).astype(layout.dtype)
-        try:
-            with gc_paused(), self._jax_scope():
-                state, outputs = program.run(
-                    self._params, self._state, xs, n_steps=n_steps, fed=fed
-                )
-                outputs = program.unpack(jax.device_get(outputs))
-        except Exception:
-            original = _callback_error(program)
-            if original is None:
-                raise
-            raise original from original.__cause__
-        if self.settings.stateful:
-            self._state = state
-        self._record(outputs, steps)
-        self._n_steps += n_steps
-
-    def _record(self, outputs, steps):
-        last_only = {key for key, _ in self._program.last_only}
-        for probe, key in self._probe_keys.items():
-            values = outputs[key]
-            if key in last_only:  # keep_history=False: only the latest step
-                self._probe_chunks[probe] = [np.swapaxes(values, 0, 1)]
-                continue
-            if probe.sample_every is not None:
-                period = probe.sample_every / self.dt
-                values = values[steps % period < 1]
-            self._probe_chunks[probe].append(np.swapaxes(values, 0, 1))
+        fed = {self.model.sig[node]["out"]: node_data[node] for node in nodes}
+        with gc_paused(), self._runtime.call("run"):
+            self._runtime.run(n_steps, fed, stateful=self.settings.stateful)
 
     def _probe_array(self, probe):
-        chunks = self._probe_chunks[probe]
+        chunks = self._runtime.snapshot.probes[probe]
         sig = self.model.sig[probe]["in"]
         if chunks:
             value = np.concatenate(chunks, axis=1)
@@ -560,16 +576,6 @@ class Simulator(KerasMethods, LegacyTraining, ParamsMethods):
         period = 1 if sample_every is None else sample_every / self.dt
         steps = np.arange(1, self.n_steps + 1)
         return self.dt * steps[steps % period < 1]
-
-
-def _callback_error(program):
-    """The `SimulationError` a host callback raised during the failed run, if any."""
-    for builder in program.builders:
-        error = getattr(builder, "callback_error", None)
-        if error is not None:
-            builder.callback_error = None
-            return error
-    return None
 
 
 def _find_device(device):

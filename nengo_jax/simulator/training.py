@@ -62,7 +62,7 @@ class KerasMethods:
                     self._input_signals(),
                     {self._output_name(p): k for p, k in self._probe_keys.items()},
                     step_key=self._layout.key(self.model.step),
-                    learning_phase=self.settings.learning_phase,
+                    training=self._runtime.training,
                 )
         return self._keras
 
@@ -114,7 +114,7 @@ class KerasMethods:
         weights = self._per_probe(loss_weights, "loss_weights")
         if losses is not None and weights is not None:
             weights = {name: weights.get(name, 1.0) for name in losses}
-        with self._jax_scope():
+        with self._runtime.call("compile"):
             model.compile(
                 optimizer=optimizer,
                 loss=losses,
@@ -306,8 +306,7 @@ class KerasMethods:
         x, _ = self._keras_data(x, None, None if x else n_steps, "check_gradients")
         x = {k: v[: self.minibatch_size] for k, v in x.items()}
         rng = np.random.RandomState(seed)
-        with self._jax_scope():
-            model.set_values(self._params, self._state, stateful=False)
+        with self._runtime.keras(model, "check_gradients", False, commit=False):
             if not model.built:
                 model(x)
             variables = model.trainable_variables
@@ -412,34 +411,22 @@ class KerasMethods:
                 stacklevel=3,
             )
             stateful = False
-        with self._jax_scope():
-            model.set_values(self._params, self._state, stateful)
-            try:
-                result = getattr(model, method)(*args, **kwargs)
-            except Exception:
-                error, model.callback_error = model.callback_error, None
-                if error is None:
-                    raise
-                raise error from error.__cause__
-            self._params = model.param_values()
-            if stateful:
-                self._state = model.state_values()
-                step = np.asarray(self._state[model.step_key]).reshape(-1)[0]
-                self._n_steps = int(step)
-        return result
+        with self._runtime.keras(model, method, stateful):
+            return getattr(model, method)(*args, **kwargs)
 
     def _live_reader(self, signal):
-        """A function returning ``signal``'s value in the Keras model, now.
-
-        During `fit`, Keras holds the latest values in its variables (synced
-        before epoch-end callbacks); the simulator gets them only at the end.
-        """
+        """A function returning ``signal``'s value now (during `fit`, Keras's
+        latest values, synced before epoch-end callbacks)."""
 
         def read():
-            model = self.keras_model
-            values = {**model.param_values(), **model.state_values()}
+            params, state = self._runtime.live_values()
             env = SignalEnv(
-                self._layout, values, {}, self.minibatch_size, self.dt, None
+                self._layout,
+                {**params, **state},
+                {},
+                self.minibatch_size,
+                self.dt,
+                None,
             )
             value = np.asarray(env.read(signal))
             return value[0] if env.is_batched(signal) else value

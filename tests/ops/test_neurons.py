@@ -427,7 +427,7 @@ def test_merged_ops_match_separate():
             builders[index[-1]] = SimNeuronsBuilder(ops, builders[index[0]].ctx)
             for i in index[:-1]:
                 builders[i] = None
-        sim._program = Program(
+        sim._runtime.program = Program(
             [b for b in builders if b is not None],
             program.layout,
             program.probes,
