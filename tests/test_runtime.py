@@ -2,7 +2,12 @@
 training flag, host errors that keep their type, one call at a time."""
 
 import logging
+import os
+import signal
+import subprocess
+import sys
 import threading
+import time
 
 import keras
 import nengo
@@ -12,6 +17,7 @@ from nengo.exceptions import SimulationError
 
 import nengo_jax
 import nengo_jax.simulator.runtime as runtime_module
+from nengo_jax.testing import assert_allclose
 
 MB = 2
 
@@ -130,15 +136,22 @@ def test_process_error_is_a_simulation_error(call):
         assert sim.n_steps == 0
 
 
-def assert_failure_changes_nothing(fail, expected, node_error=None, patch=None):
+def raiser(error):
+    def fault():
+        raise error
+
+    return fault
+
+
+def assert_failure_changes_nothing(fail, expected, fault=None, patch=None):
     """``fail(sim)`` raises ``expected`` and changes nothing: ``sim`` then runs as a
-    twin that never failed. While ``fail`` runs, the network's Node raises
-    ``node_error`` after 4 ms, and ``patch(sim, monkeypatch)`` is in force."""
+    twin that never failed. While ``fail`` runs, the network's Node calls
+    ``fault()`` after 4 ms, and ``patch(sim, monkeypatch)`` is in force."""
     failing = {"now": False}
 
     def node(t, x):
-        if failing["now"] and node_error is not None and t > 0.0045:
-            raise node_error
+        if failing["now"] and fault is not None and t > 0.0045:
+            fault()
         return x
 
     net = lif_net(node=node)
@@ -169,7 +182,7 @@ def test_interrupts_keep_their_type_and_lose_nothing(error, call):
     def fail(sim):
         sim.predict(n_steps=5) if call == "predict" else sim.run_steps(5)
 
-    assert_failure_changes_nothing(fail, error, node_error=error())
+    assert_failure_changes_nothing(fail, error, fault=raiser(error()))
 
 
 # -- all or nothing ------------------------------------------------------------------
@@ -184,9 +197,9 @@ def no_memory(*args):
 
 
 @pytest.mark.parametrize(
-    "node_error, patch, expected",
+    "fault, patch, expected",
     [
-        (MemoryError("no memory in the Node"), None, SimulationError),
+        (raiser(MemoryError("no memory in the Node")), None, SimulationError),
         (
             None,
             lambda sim, m: m.setattr(runtime_module.jax, "device_get", interrupt),
@@ -200,9 +213,9 @@ def no_memory(*args):
     ],
     ids=["callback", "transfer", "recording"],
 )
-def test_failure_at_any_stage_of_a_run_changes_nothing(node_error, patch, expected):
+def test_failure_at_any_stage_of_a_run_changes_nothing(fault, patch, expected):
     assert_failure_changes_nothing(
-        lambda sim: sim.run_steps(6), expected, node_error=node_error, patch=patch
+        lambda sim: sim.run_steps(6), expected, fault=fault, patch=patch
     )
 
 
@@ -348,3 +361,180 @@ def test_a_callback_cannot_run_the_simulator_it_is_called_from():
         )
         assert len(seen) == 2 and not np.array_equal(seen[0], seen[1])
         np.testing.assert_array_equal(seen[1], sim.data[ens].bias)
+
+
+# -- interrupts ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def python_sigint():
+    """Python's own SIGINT handler (a test runner may have replaced it)."""
+    assert threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def ctrl_c():
+    signal.raise_signal(signal.SIGINT)
+
+
+@pytest.mark.parametrize("call", ["run_steps", "predict"])
+def test_ctrl_c_in_a_host_callback_stops_the_call_and_changes_nothing(
+    call, python_sigint
+):
+    def fail(sim):
+        sim.predict(n_steps=6) if call == "predict" else sim.run_steps(6)
+
+    assert_failure_changes_nothing(fail, KeyboardInterrupt, fault=ctrl_c)
+
+
+def test_ctrl_c_between_chunks_stops_the_run(python_sigint):
+    """A network without callbacks: the interrupt, arriving while the host
+    inputs are computed, stops the run before its first chunk."""
+    calls = []
+
+    def stim(t):
+        calls.append(t)
+        if len(calls) == 30:
+            ctrl_c()
+        return np.sin(t)
+
+    with nengo.Network(seed=0) as net:
+        node = nengo.Node(stim)
+        probe = nengo.Probe(node)
+    with nengo_jax.Simulator(net, progress_bar=False) as sim:
+        sim.run_steps(10)
+        with pytest.raises(KeyboardInterrupt):
+            sim.run_steps(100)
+        assert sim.n_steps == 10 and sim.data[probe].shape == (10, 1)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_ctrl_c_during_fit_rolls_back(python_sigint):
+    class CtrlC(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            if batch == 1:
+                ctrl_c()
+
+    x = np.ones((8, 1, 1))
+    with nengo_jax.Simulator(ramp_net(), minibatch_size=4, progress_bar=False) as sim:
+        sim.compile(keras.optimizers.Adam(0.01), loss={"p": "mse"})
+        before = committed(sim)
+        with pytest.raises(KeyboardInterrupt):
+            sim.fit(x, x, epochs=3, verbose=0, callbacks=[CtrlC()])
+        assert_same(committed(sim), before)
+        assert int(np.asarray(sim.keras_model.optimizer.iterations.value)) == 0
+
+
+CTRL_C_SCRIPT = """
+import signal, sys, time
+import nengo, numpy as np
+import nengo_jax
+signal.signal(signal.SIGINT, signal.default_int_handler)
+
+def slow(t, x):
+    time.sleep(0.0005)
+    return x
+
+with nengo.Network(seed=0) as net:
+    node = nengo.Node(slow, size_in=1)
+    nengo.Connection(nengo.Node(np.sin), node, synapse=None)
+with nengo_jax.Simulator(net, progress_bar=False) as sim:
+    sim.run_steps(10)
+    print("running", flush=True)
+    try:
+        sim.run_steps(40000)  # 20 s
+    except KeyboardInterrupt:
+        print("interrupted", sim.n_steps, flush=True)
+"""
+
+
+def test_ctrl_c_stops_a_long_run_with_python_nodes_within_a_second(tmp_path):
+    script = tmp_path / "long_run.py"
+    script.write_text(CTRL_C_SCRIPT)
+    with subprocess.Popen(
+        [sys.executable, str(script)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=dict(os.environ, KERAS_BACKEND="jax"),
+    ) as process:
+        try:
+            assert process.stdout.readline().strip() == "running"
+            time.sleep(2)  # past the first chunk and its compile
+            process.send_signal(signal.SIGINT)
+            sent = time.perf_counter()
+            line = process.stdout.readline().strip()
+            stopped = time.perf_counter() - sent
+        finally:
+            process.kill()
+    assert line == "interrupted 10"
+    print(f"stopped {stopped:.2f} s after SIGINT")
+    assert stopped < 1.5
+
+
+# -- any run length -------------------------------------------------------------------
+
+
+def test_twenty_run_lengths_compile_a_bounded_number_of_programs():
+    rng = np.random.RandomState(0)
+    lengths = [int(n) for n in rng.randint(1, 3000, size=20)]
+    net = lif_net()
+    with nengo_jax.Simulator(net, progress_bar=False) as sim:
+        for n in lengths:
+            sim.run_steps(n)
+        compiles = sim.compile_count
+        print(f"{len(lengths)} lengths, {compiles} compiles")
+        # the first two lengths have programs of their own; the rest share the
+        # programs of their next power of two
+        buckets = {runtime_module.chunk_length(n) for n in lengths[2:]}
+        assert compiles == 2 + len(buckets) <= 2 + 12
+        # twenty more lengths in those buckets compile nothing
+        for n in rng.randint(1, 2049, size=20):
+            if runtime_module.chunk_length(int(n)) in buckets:
+                sim.run_steps(int(n))
+        assert sim.compile_count == compiles
+        chunked = np.array(sim.data[net.p])
+    with nengo_jax.Simulator(net, progress_bar=False) as sim:
+        sim.run_steps(len(chunked))
+        assert_allclose(chunked, sim.data[net.p], atol=1e-6)
+
+
+@pytest.mark.parametrize("unroll", [1, 3])
+def test_runs_longer_than_a_chunk_match_nengo(unroll, monkeypatch):
+    monkeypatch.setattr(runtime_module, "MAX_CHUNK", 64)
+    net = lif_net()
+    with nengo.Simulator(net, progress_bar=False) as ref:
+        ref.run_steps(200)
+    with nengo_jax.Simulator(
+        net, minibatch_size=MB, unroll_simulation=unroll, progress_bar=False
+    ) as sim:
+        assert sim._runtime.chunk_limit == 64
+        for n in (5, 7, 64, 124):  # exact, exact, a full chunk, 64 + 60 (dynamic)
+            sim.run_steps(n)
+        for b in range(MB):
+            assert_allclose(sim.data[net.p][b], ref.data[net.p], atol=1e-5)
+
+
+def test_slow_networks_run_shorter_chunks():
+    with nengo_jax.Simulator(lif_net(), progress_bar=False) as sim:
+        seconds = runtime_module.CHUNK_SECONDS
+        sim._runtime._adapt_chunks(4096, seconds=4 * seconds)  # 1024 steps fit
+        assert sim._runtime.chunk_limit == 1024
+        sim._runtime._adapt_chunks(1024, seconds=0.1)  # fast enough: unchanged
+        assert sim._runtime.chunk_limit == 1024
+        sim._runtime._adapt_chunks(3, seconds=10.0)
+        assert sim._runtime.chunk_limit == 1
+
+
+def test_close_frees_the_compiled_programs():
+    net = lif_net()
+    sim = nengo_jax.Simulator(net, progress_bar=False)
+    sim.run_steps(10)
+    sim.run_steps(5)
+    program = sim._program
+    assert program.run._cache_size() > 0
+    sim.close()
+    assert program.run._cache_size() == program.run_chunk._cache_size() == 0
+    assert sim.data[net.p].shape == (15, 1)  # the data stays readable

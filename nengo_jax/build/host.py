@@ -8,13 +8,17 @@ Python out of the compiled loop and gives exactly Nengo's values.
 
 from __future__ import annotations
 
+import _signal
 import logging
+import signal
 import threading
 
 import numpy as np
 from jax.experimental import io_callback
 from nengo.exceptions import SimulationError
 from nengo.utils.numpy import maxint
+
+SIGINT = int(signal.SIGINT)
 
 
 class HostStream:
@@ -66,6 +70,9 @@ class HostErrors:
     def __init__(self):
         self._error = None
         self._lock = threading.Lock()
+        #: Set when an interrupt (Ctrl-C) arrived during the call: the next host
+        #: callback raises ``KeyboardInterrupt`` (see `defer_interrupts`)
+        self.interrupted = False
 
     def record(self, error: BaseException, what: str):
         with self._lock:
@@ -81,6 +88,34 @@ class HostErrors:
 
     def clear(self):
         self.take()
+        self.interrupted = False
+
+    def interrupt(self, signum=None, frame=None):
+        """Note an interrupt (usable as a signal handler)."""
+        self.interrupted = True
+
+    def defer_interrupts(self):
+        """Until `restore_interrupts`, Ctrl-C is noted here instead of raised.
+
+        Python raises ``KeyboardInterrupt`` wherever the main thread happens to
+        be, which inside a run can be JAX's own code around a host callback (the
+        run then fails with a ``JaxRuntimeError``). Noted here, the interrupt is
+        raised by the next host callback (see `host_call`) or by the runtime
+        between chunks and before it commits. Only in the main thread, and only
+        in place of Python's default handler (a user's own is left alone).
+        Returns what `restore_interrupts` needs.
+        """
+        # (_signal: the signal module's enum wrappers cost 8 us a call)
+        if (
+            threading.current_thread() is threading.main_thread()
+            and _signal.getsignal(SIGINT) is signal.default_int_handler
+        ):
+            return _signal.signal(SIGINT, self.interrupt)
+        return None
+
+    def restore_interrupts(self, previous):
+        if previous is not None:
+            _signal.signal(SIGINT, previous)
 
 
 def as_simulation_error(error: BaseException, what: str) -> BaseException:
@@ -128,6 +163,8 @@ def host_call(fn, result, *args, errors: HostErrors, what: str):
 
     def guarded(*args):
         try:
+            if errors.interrupted:
+                raise KeyboardInterrupt
             return fn(*args)
         except BaseException as e:
             errors.record(e, what)

@@ -88,6 +88,17 @@ class Program:
         #: `run` for calls inside another jitted function (e.g. Keras's training
         #: step), which compiles it with its own options
         self.run_nested = jit()
+        self.run_chunk = jax.jit(
+            self._run_chunk,
+            static_argnames=("length", "fed", "training"),
+            compiler_options=compiler_options,
+        )
+        self.history_size = sum(int(np.prod(sig.shape)) for _, sig in self.history)
+
+    def release(self):
+        """Free the compiled programs."""
+        for jitted in (self.run, self.run_nested, self.run_chunk):
+            jitted.clear_cache()
 
     def active_streams(self, fed: tuple) -> list:
         """The host streams the program reads when the signals in ``fed`` get data."""
@@ -174,6 +185,45 @@ class Program:
             self._pack([last[k] for k, _ in self.last_only], 1),
         )
 
+    def _run_chunk(self, params, state, xs, count, length, fed=(), training=False):
+        """`_run` for the first ``count`` (traced) of the ``length`` steps in ``xs``.
+
+        One compile serves every ``count`` up to ``length`` (see `chunk_length`).
+        The every-step outputs have ``length`` rows, of which the first ``count``
+        are this run's.
+        """
+        self.trace_count += 1
+        B, dtype = self.minibatch_size, self.layout.dtype
+        last = {k: jnp.zeros((B,) + sig.shape, dtype) for k, sig in self.last_only}
+        history = jnp.zeros((length, B, self.history_size), dtype)
+
+        def one(t, carry):
+            state, last, history = carry
+            xs_t = jax.tree_util.tree_map(
+                lambda x: jax.lax.dynamic_index_in_dim(x, t, keepdims=False), xs
+            )
+            state, outputs = self.step(params, state, xs_t, fed, training)
+            last = {k: outputs.pop(k) for k in last}
+            row = self._pack([outputs[k] for k, _ in self.history], 1)
+            history = jax.lax.dynamic_update_slice_in_dim(history, row, t, 0)
+            return state, last, history
+
+        carry = (state, last, history)
+        unroll = max(1, min(self.unroll, length))
+        done = 0
+        if unroll > 1:  # blocks of ``unroll`` steps, then the rest one by one
+
+            def block(i, carry):
+                for j in range(unroll):
+                    carry = one(i * unroll + j, carry)
+                return carry
+
+            carry = jax.lax.fori_loop(0, count // unroll, block, carry)
+            done = count // unroll * unroll
+        carry = jax.lax.fori_loop(done, count, one, carry)
+        state, last, history = carry
+        return state, (history, self._pack([last[k] for k, _ in self.last_only], 1))
+
     def _pack(self, values, n_steps):
         B, dtype = self.minibatch_size, self.layout.dtype
         if not values:
@@ -197,6 +247,13 @@ class Program:
                 lead + ((stop - start,) if flat else shape)
             )
         return unpacked
+
+
+def chunk_length(count: int) -> int:
+    """The compiled length of a chunk running ``count`` steps: the next power of
+    two, so that any number of steps up to ``N`` needs at most ``log2(N) + 1``
+    compiles, and a chunk's buffers are less than twice what it uses."""
+    return 1 << (int(count) - 1).bit_length()
 
 
 #: XLA options for the simulation program on CPUs: XLA's own loops for batched

@@ -112,14 +112,14 @@ class SimulationData(Mapping):
         self._live = {}  # obj -> (params dict, state dict, live value)
 
     def __getitem__(self, key):
-        chunks = self._sim._runtime.snapshot.probes.get(key)
-        if chunks is None:
+        recorded = self._sim._runtime.snapshot.probes.get(key)
+        if recorded is None:
             return self._params_of(key)
         cached = self._cache.get(key)
-        if cached is None or cached[0] is not chunks:
+        if cached is None or not cached[0].same(recorded):
             value = self._sim._probe_array(key)
             value.setflags(write=False)
-            cached = self._cache[key] = (chunks, value)
+            cached = self._cache[key] = (recorded, value)
         return cached[1]
 
     def _params_of(self, obj):

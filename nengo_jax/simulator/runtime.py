@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import threading
+import time
 from types import MappingProxyType
 
 import jax
@@ -29,6 +30,42 @@ import numpy as np
 from nengo.exceptions import SimulationError
 
 from nengo_jax.build.host import as_simulation_error, compute_streams
+from nengo_jax.build.program import chunk_length
+
+#: Longest chunk of a run, in steps (a power of two).
+MAX_CHUNK = 4096
+#: Wall time a chunk aims to stay under: runs of slower networks take shorter
+#: chunks, so that an interrupt (Ctrl-C) is handled about this soon.
+CHUNK_SECONDS = 1.0
+#: How many distinct run lengths get a program of their own (see `Runtime.run`).
+EXACT_LENGTHS = 2
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Recorded:
+    """A probe's recorded chunks: the first ``n`` of a list that later snapshots
+    extend, so that a run appends in constant time and older snapshots still
+    see only their own chunks."""
+
+    chunks: list
+    n: int
+
+    @classmethod
+    def of(cls, *chunks) -> Recorded:
+        return cls(list(chunks), len(chunks))
+
+    def appended(self, chunk) -> Recorded:
+        # (past n: chunks of a call that failed after recording)
+        del self.chunks[self.n :]
+        self.chunks.append(chunk)
+        return Recorded(self.chunks, self.n + 1)
+
+    def values(self) -> list:
+        return self.chunks[: self.n]
+
+    def same(self, other) -> bool:
+        """Whether ``other`` holds exactly these chunks."""
+        return other.chunks is self.chunks and other.n == self.n
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,7 +81,7 @@ class Snapshot:
     n_steps : int
         Steps simulated since the last reset.
     probes : Mapping
-        Probe -> tuple of recorded chunks, each ``(B, n, ...)``.
+        Probe -> its `Recorded` chunks, each ``(B, n, ...)``.
     """
 
     params: dict
@@ -74,10 +111,25 @@ class Runtime:
     def __init__(self, program, probe_keys, dt, scope, learning_phase=None):
         self.program = program
         self.probe_keys = dict(probe_keys)
+        last_only = {key for key, _ in program.last_only}
+        #: (probe, output key, sampling period in steps, keeps only the last step)
+        self._recording = [
+            (
+                probe,
+                key,
+                None if probe.sample_every is None else probe.sample_every / dt,
+                key in last_only,
+            )
+            for probe, key in self.probe_keys.items()
+        ]
         self.dt = dt
         self.scope = scope
         self.learning_phase = learning_phase
         self.snapshot: Snapshot | None = None
+        #: Most steps a chunk of a run takes (a power of two; see `run`).
+        self.chunk_limit = MAX_CHUNK
+        #: The chunk lengths that have a program of their own (see `run`).
+        self.exact_lengths = set()
         self._busy = threading.Lock()
         self._running = None
         #: The Keras model of the call in progress, whose variables hold the
@@ -106,12 +158,15 @@ class Runtime:
                 "and do not call into it from its own callbacks."
             )
         self._running = what
-        self.program.host_errors.clear()
+        errors = self.program.host_errors
+        errors.clear()
+        previous = errors.defer_interrupts()
         try:
             with self.scope():
                 yield
+                self.check_interrupt()
         except BaseException:
-            recorded = self.program.host_errors.take()
+            recorded = errors.take()
             if recorded is None:
                 raise
             # what a host callback raised, not JAX's JaxRuntimeError about it
@@ -119,14 +174,22 @@ class Runtime:
             error = as_simulation_error(original, what)
             raise error from error.__cause__
         finally:
+            errors.restore_interrupts(previous)
             self._running = None
             self._busy.release()
+
+    def check_interrupt(self):
+        """Raise ``KeyboardInterrupt`` if one arrived during this call."""
+        if self.program.host_errors.interrupted:
+            raise KeyboardInterrupt
 
     def commit(self, snapshot: Snapshot | None = None, **changes):
         """Make ``snapshot``, or the current one with ``changes``, the current one.
 
         One reference is replaced: readers see all of a call's changes or none.
+        An interrupt that arrived during the call is raised instead.
         """
+        self.check_interrupt()
         if snapshot is None:
             snapshot = dataclasses.replace(self.snapshot, **changes)
         self.snapshot = snapshot
@@ -139,6 +202,18 @@ class Runtime:
         ``node_data`` maps fed output signals (in the program's input order) to
         arrays ``(B, n_steps, size)``. Without ``stateful``, the run starts from
         the snapshot's state and time, and the state is not kept.
+
+        The steps run in chunks of at most `chunk_limit` steps (`MAX_CHUNK`, or
+        fewer for a network too slow to run that many in `CHUNK_SECONDS`), so
+        that an interrupt (Ctrl-C) is handled between chunks and nothing is
+        committed. A full chunk, and a chunk of one of the first
+        `EXACT_LENGTHS` lengths this simulator runs (e.g. ``run(1.0)`` and
+        ``step()``), runs a program compiled for its length; any other chunk
+        runs the program of the next power of two, for a dynamic number of
+        steps. So however many lengths a simulator runs, it compiles at most
+        ``EXACT_LENGTHS + 2 + log2(MAX_CHUNK)`` programs (for each set of Nodes
+        given data), and the usual lengths run at the speed of an exact
+        program (a dynamic step count costs up to 8% on some networks).
         """
         program, snapshot = self.program, self.snapshot
         fed = tuple(node_data)
@@ -154,15 +229,14 @@ class Runtime:
         dtype = program.layout.dtype
         for i, value in enumerate(node_data.values()):
             xs[f"data{i}"] = np.swapaxes(value, 0, 1).astype(dtype)
-        state, outputs = program.run(
-            snapshot.params,
-            snapshot.state,
-            xs,
-            n_steps=n_steps,
-            fed=fed,
-            training=self.training(training),
-        )
-        outputs = jax.device_get(outputs)
+        training = self.training(training)
+        if program.use_loop:
+            state, outputs = self._run_chunks(snapshot, xs, n_steps, fed, training)
+        else:  # every step written out: exactly unroll_simulation steps
+            state, outputs = program.run(
+                snapshot.params, snapshot.state, xs, n_steps, fed, training
+            )
+            outputs = jax.device_get(outputs)
         outputs = program.unpack(outputs)
         self.commit(
             Snapshot(
@@ -173,19 +247,69 @@ class Runtime:
             )
         )
 
+    def _run_chunks(self, snapshot, xs, n_steps, fed, training):
+        """The final state and packed outputs of ``n_steps``, run in chunks."""
+        program = self.program
+        state, history, start = snapshot.state, [], 0
+        while start < n_steps:
+            self.check_interrupt()
+            count = min(n_steps - start, self.chunk_limit)
+            if count < n_steps:
+                chunk = {k: v[start : start + count] for k, v in xs.items()}
+            else:
+                chunk = xs
+            traces, began = program.trace_count, time.perf_counter()
+            if self._exact(count):
+                state, (rows, last) = program.run(
+                    snapshot.params, state, chunk, count, fed, training
+                )
+            else:
+                length = chunk_length(count)
+                state, (rows, last) = program.run_chunk(
+                    snapshot.params,
+                    state,
+                    {k: _padded(v, length) for k, v in chunk.items()},
+                    np.int32(count),
+                    length=length,
+                    fed=fed,
+                    training=training,
+                )
+            rows, last = jax.device_get((rows, last))  # (one transfer)
+            history.append(rows[:count])
+            if program.trace_count == traces:  # (a compile is no measure)
+                self._adapt_chunks(count, time.perf_counter() - began)
+            start += count
+        rows = history[0] if len(history) == 1 else np.concatenate(history)
+        return state, (rows, last)
+
+    def _exact(self, count):
+        """Whether a chunk of ``count`` steps runs a program of its own length."""
+        if count == self.chunk_limit or count in self.exact_lengths:
+            return True
+        if len(self.exact_lengths) < EXACT_LENGTHS:
+            self.exact_lengths.add(count)
+            return True
+        return False
+
+    def _adapt_chunks(self, count, seconds):
+        """Shorten the chunks of a network too slow to run a chunk in about
+        `CHUNK_SECONDS`, so that an interrupt is handled that soon."""
+        if seconds > CHUNK_SECONDS and count > 1:
+            fits = count * CHUNK_SECONDS / seconds  # steps in CHUNK_SECONDS
+            shorter = 1 << max(0, int(np.log2(fits)))
+            self.chunk_limit = min(self.chunk_limit, shorter)
+
     def _recorded(self, probes, outputs, steps):
         """``probes`` with this run's outputs appended (a new mapping)."""
-        last_only = {key for key, _ in self.program.last_only}
-        recorded = dict(probes)
-        for probe, key in self.probe_keys.items():
+        recorded = {}
+        for probe, key, period, last_only in self._recording:
             values = outputs[key]
-            if key in last_only:  # keep_history=False: only the latest step
-                recorded[probe] = (np.swapaxes(values, 0, 1),)
+            if last_only:  # keep_history=False: only the latest step
+                recorded[probe] = Recorded.of(np.swapaxes(values, 0, 1))
                 continue
-            if probe.sample_every is not None:
-                period = probe.sample_every / self.dt
+            if period is not None:
                 values = values[steps % period < 1]
-            recorded[probe] = probes[probe] + (np.swapaxes(values, 0, 1),)
+            recorded[probe] = probes[probe].appended(np.swapaxes(values, 0, 1))
         return MappingProxyType(recorded)
 
     # -- Keras calls --------------------------------------------------------------
@@ -251,3 +375,12 @@ def _built_optimizer(model):
     if not optimizer.built and model.trainable_variables:
         optimizer.build(model.trainable_variables)
     return optimizer
+
+
+def _padded(x, length):
+    """``x`` with zero rows appended up to ``length`` rows."""
+    if len(x) == length:
+        return x
+    out = np.zeros((length,) + x.shape[1:], x.dtype)
+    out[: len(x)] = x
+    return out

@@ -36,7 +36,7 @@ from nengo_jax.optimizer import plan_operators
 from nengo_jax.simulator.data import SignalValues, SimulationData, check_node_data
 from nengo_jax.simulator.legacy import LegacyTraining
 from nengo_jax.simulator.params import ParamsMethods
-from nengo_jax.simulator.runtime import Runtime, Snapshot
+from nengo_jax.simulator.runtime import Recorded, Runtime, Snapshot
 from nengo_jax.simulator.training import KerasMethods
 
 logger = logging.getLogger(__name__)
@@ -301,7 +301,7 @@ class Simulator(KerasMethods, LegacyTraining, ParamsMethods):
             "n_steps": snapshot.n_steps,
             "params": None if self.closed else jax.device_get(snapshot.params),
             "state": None if self.closed else jax.device_get(snapshot.state),
-            "probes": dict(snapshot.probes),
+            "probes": {p: r.values() for p, r in snapshot.probes.items()},
         }
 
     def __setstate__(self, state):
@@ -323,7 +323,7 @@ class Simulator(KerasMethods, LegacyTraining, ParamsMethods):
         )
         self.optimize = state["optimize"]
         probes = MappingProxyType(
-            {p: tuple(chunks) for p, chunks in state["probes"].items()}
+            {p: Recorded.of(*chunks) for p, chunks in state["probes"].items()}
         )
         self._runtime.commit(probes=probes)
         if state["closed"]:
@@ -349,6 +349,8 @@ class Simulator(KerasMethods, LegacyTraining, ParamsMethods):
                 )
         self.closed = True
         self._keras = None
+        if runtime is not None:
+            runtime.program.release()
 
     def reset(
         self,
@@ -444,7 +446,7 @@ class Simulator(KerasMethods, LegacyTraining, ParamsMethods):
         self.data.reset()
 
     def _no_probe_data(self):
-        return MappingProxyType({probe: () for probe in self.model.probes})
+        return MappingProxyType({probe: Recorded.of() for probe in self.model.probes})
 
     def _to_device(self, tree):
         with self._jax_scope():
@@ -543,7 +545,7 @@ class Simulator(KerasMethods, LegacyTraining, ParamsMethods):
             self._runtime.run(n_steps, fed, stateful=self.settings.stateful)
 
     def _probe_array(self, probe):
-        chunks = self._runtime.snapshot.probes[probe]
+        chunks = self._runtime.snapshot.probes[probe].values()
         sig = self.model.sig[probe]["in"]
         if chunks:
             value = np.concatenate(chunks, axis=1)

@@ -411,6 +411,12 @@ class KerasMethods:
                 stacklevel=3,
             )
             stateful = False
+        if method in ("fit", "evaluate", "predict"):
+            # Ctrl-C is noted during a call (see deferred_interrupts); Keras's
+            # loop raises it after the batch it arrives in
+            kwargs["callbacks"] = list(kwargs.get("callbacks") or []) + [
+                InterruptCheck(self._runtime)
+            ]
         with self._runtime.keras(model, method, stateful):
             return getattr(model, method)(*args, **kwargs)
 
@@ -618,6 +624,19 @@ def finite_difference(f, h: float, eps: float, tolerance) -> tuple[float, float]
         if error <= tolerance(estimate):
             break
     return best
+
+
+class InterruptCheck(keras.callbacks.Callback):
+    """Raises a noted interrupt (Ctrl-C) after each batch of a Keras call."""
+
+    def __init__(self, runtime):
+        super().__init__()
+        self.runtime = runtime
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.runtime.check_interrupt()
+
+    on_test_batch_end = on_predict_batch_end = on_train_batch_end
 
 
 def unique_names(objects, prefix) -> dict:
