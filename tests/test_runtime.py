@@ -18,6 +18,7 @@ from nengo.exceptions import SimulationError
 import nengo_jax
 import nengo_jax.simulator.runtime as runtime_module
 from nengo_jax.testing import assert_allclose
+from tests.helpers import assert_same, committed
 
 MB = 2
 
@@ -40,25 +41,6 @@ def lif_net(learning_phase=None, node=None):
         net.p = nengo.Probe(net.out, label="p")
         net.p_neurons = nengo.Probe(net.ens.neurons, label="p_neurons")
     return net
-
-
-def committed(sim):
-    """Copies of everything a call may change."""
-    snapshot = sim._runtime.snapshot
-    return {
-        "params": {k: np.array(v) for k, v in snapshot.params.items()},
-        "state": {k: np.array(v) for k, v in snapshot.state.items()},
-        "n_steps": snapshot.n_steps,
-        "probes": {i: np.array(sim.data[p]) for i, p in enumerate(sim.model.probes)},
-    }
-
-
-def assert_same(a, b):
-    assert a["n_steps"] == b["n_steps"]
-    for part in ("params", "state", "probes"):
-        assert a[part].keys() == b[part].keys(), part
-        for key in a[part]:
-            np.testing.assert_array_equal(a[part][key], b[part][key], err_msg=key)
 
 
 # -- one training flag -----------------------------------------------------------------

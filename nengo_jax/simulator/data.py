@@ -1,93 +1,18 @@
-"""Checking run-time input data, and the ``sim.data`` mapping."""
+"""``sim.data`` and ``sim.signals``: probe data, parameters and signal values."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
 import numpy as np
-from nengo import Connection, Ensemble, Node
+from nengo import Connection, Ensemble
 from nengo.builder.connection import BuiltConnection
 from nengo.builder.ensemble import BuiltEnsemble
-from nengo.exceptions import SimulatorClosed, ValidationError
+from nengo.exceptions import SimulatorClosed
 from nengo.transforms import SparseMatrix
 
 from nengo_jax.build.env import SignalEnv
 from nengo_jax.build.layout import sparse_coords
-
-
-def find_object(objects, key, cls, attr="data"):
-    """Resolve ``key``, an object of type ``cls`` or its label, among ``objects``."""
-    name = cls.__name__
-    if isinstance(key, str):
-        matches = [o for o in objects if isinstance(o, cls) and o.label == key]
-        if len(matches) != 1:
-            raise ValidationError(
-                f"{attr} key {key!r} must name exactly one {name} of the network by "
-                f"its label; found {len(matches)}",
-                attr=attr,
-            )
-        return matches[0]
-    if not isinstance(key, cls):
-        raise ValidationError(
-            f"{attr} keys must be {name}s or {name} labels; got {key!r} of type "
-            f"{type(key).__name__}",
-            attr=attr,
-        )
-    if key not in objects:
-        raise ValidationError(
-            f"{key} is not part of the network this Simulator was built from",
-            attr=attr,
-            obj=key,
-        )
-    return key
-
-
-def find_node(model, key):
-    """Resolve a Node or a Node label to a Node of ``model``."""
-    return find_object(model.sig, key, Node)
-
-
-def check_node_data(model, data, n_steps, minibatch_size):
-    """Validate ``data`` for a run of ``n_steps``.
-
-    Returns
-    -------
-    dict
-        Node -> float array of shape ``(minibatch_size, n_steps, size_out)``.
-    """
-    checked = {}
-    for key, value in (data or {}).items():
-        node = find_node(model, key)
-        if node.size_in > 0:
-            raise ValidationError(
-                f"{node} has inputs (size_in={node.size_in}), so its output cannot be "
-                "replaced with data; feed a Node with size_in=0 instead",
-                attr="data",
-                obj=node,
-            )
-        expected = (minibatch_size, n_steps, node.size_out)
-        array = np.asarray(value)
-        if array.shape != expected:
-            hint = ""
-            if array.shape == expected[1:]:
-                hint = " Add the batch axis with x[None]."
-            elif array.ndim == 3 and array.shape[1] != n_steps:
-                hint = " The number of steps must match the run."
-            raise ValidationError(
-                f"Input data for {node} must have shape (minibatch_size="
-                f"{minibatch_size}, n_steps={n_steps}, size_out={node.size_out}); "
-                f"got {array.shape}.{hint}",
-                attr="data",
-                obj=node,
-            )
-        if not np.issubdtype(array.dtype, np.number):
-            raise ValidationError(
-                f"Input data for {node} must be numeric; got dtype {array.dtype}",
-                attr="data",
-                obj=node,
-            )
-        checked[node] = array
-    return checked
 
 
 class SimulationData(Mapping):

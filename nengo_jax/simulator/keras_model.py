@@ -17,9 +17,7 @@ import keras
 import numpy as np
 
 from nengo_jax.build.host import compute_streams, host_call
-
-#: Input name that only carries the number of steps (when no Node gets data).
-STEPS_INPUT = "n_steps"
+from nengo_jax.simulator.inputs import STEPS_INPUT
 
 
 def variable_name(key: str) -> str:

@@ -33,7 +33,8 @@ from nengo_jax.build.program import (
 from nengo_jax.build.registry import BuildContext, builder_for
 from nengo_jax.config import Settings
 from nengo_jax.optimizer import plan_operators
-from nengo_jax.simulator.data import SignalValues, SimulationData, check_node_data
+from nengo_jax.simulator.data import SignalValues, SimulationData
+from nengo_jax.simulator.inputs import InputChecker, check_seconds, unique_names
 from nengo_jax.simulator.legacy import LegacyTraining
 from nengo_jax.simulator.params import ParamsMethods
 from nengo_jax.simulator.runtime import Recorded, Runtime, Snapshot
@@ -197,6 +198,25 @@ class Simulator(KerasMethods, LegacyTraining, ParamsMethods):
             use_loop=self.settings.use_loop,
             compiler_options=compiler_options(self.device),
             host_errors=ctx.host_errors,
+        )
+        input_nodes = [
+            node
+            for node in self._node_index
+            if node.size_in == 0 and node.output is not None
+        ]
+        self._inputs = InputChecker(
+            model=model,
+            minibatch_size=self.minibatch_size,
+            dtype=self._layout.dtype,
+            input_nodes=unique_names(input_nodes, "node"),
+            probe_names=unique_names(model.probes, "probe"),
+            last_only=frozenset(
+                probe
+                for probe, key in self._probe_keys.items()
+                if key in {k for k, _ in program.last_only}
+            ),
+            use_loop=self.settings.use_loop,
+            unroll=self.unroll_simulation,
         )
         self._runtime = Runtime(
             program,
@@ -473,11 +493,8 @@ class Simulator(KerasMethods, LegacyTraining, ParamsMethods):
         progress_bar : bool or ProgressBar
             Overrides the Simulator's progress bar for this run.
         """
-        if time_in_seconds < 0:
-            raise ValidationError(
-                f"Must be positive (got {time_in_seconds:g})", attr="time_in_seconds"
-            )
-        steps = int(np.round(float(time_in_seconds) / self.dt))
+        time_in_seconds = check_seconds(time_in_seconds)
+        steps = int(np.round(time_in_seconds / self.dt))
         if steps == 0:
             warnings.warn(
                 f"{time_in_seconds} results in running for 0 timesteps. Simulator "
@@ -506,15 +523,10 @@ class Simulator(KerasMethods, LegacyTraining, ParamsMethods):
         """
         if self.closed:
             raise SimulatorClosed("Simulator cannot run because it is closed.")
-        n_steps = int(n_steps)
-        if n_steps < 0:
-            raise ValidationError(
-                f"Must be non-negative; got {n_steps}", attr="n_steps", obj=self
-            )
+        n_steps = self._inputs.steps(n_steps)
         if n_steps == 0:
             return
-        self._check_steps(n_steps)
-        node_data = check_node_data(self.model, data, n_steps, self.minibatch_size)
+        node_data = self._inputs.run_data(data, n_steps)
         if progress_bar is None:
             progress_bar = self.progress_bar
         if progress_bar is False:  # the common interactive case: no tracker
@@ -525,16 +537,6 @@ class Simulator(KerasMethods, LegacyTraining, ParamsMethods):
         ) as pt:
             self._run(n_steps, node_data)
             pt.total_progress.step(n_steps)
-
-    def _check_steps(self, n_steps):
-        if not self.settings.use_loop and n_steps != self.unroll_simulation:
-            raise ValidationError(
-                "This Simulator has no loop over time (configure_settings("
-                "use_loop=False)): every call runs exactly unroll_simulation="
-                f"{self.unroll_simulation} steps; got {n_steps}",
-                attr="n_steps",
-                obj=self,
-            )
 
     def _run(self, n_steps, node_data):
         """Run through the runtime: all or nothing (see `Runtime.run`)."""

@@ -16,13 +16,11 @@ import jax
 import jax.numpy as jnp
 import keras
 import numpy as np
-from nengo import Probe
 from nengo.exceptions import SimulationError, SimulatorClosed, ValidationError
 
 from nengo_jax.build.env import SignalEnv
 from nengo_jax.build.marking import trainable_signals
-from nengo_jax.simulator.data import find_node, find_object
-from nengo_jax.simulator.keras_model import STEPS_INPUT, SimulatorModel
+from nengo_jax.simulator.keras_model import SimulatorModel
 
 
 class KerasMethods:
@@ -66,26 +64,15 @@ class KerasMethods:
                 )
         return self._keras
 
-    def _input_nodes(self) -> dict:
-        """Input Node -> its name in the Keras model, in build order."""
-        nodes = [
-            node
-            for node in self._node_index
-            if node.size_in == 0 and node.output is not None
-        ]
-        return unique_names(nodes, "node")
-
     def _input_signals(self) -> dict:
+        """Keras input name -> the output signal of the Node it feeds."""
         return {
             name: self.model.sig[node]["out"]
-            for node, name in self._input_nodes().items()
+            for node, name in self._inputs.input_nodes.items()
         }
 
     def _output_name(self, probe) -> str:
-        names = self.__dict__.get("_probe_names")
-        if names is None:  # (the probes are fixed once the model is built)
-            names = self._probe_names = unique_names(self.model.probes, "probe")
-        return names[probe]
+        return self._inputs.probe_names[probe]
 
     def _check_open(self, action):
         if self.closed:
@@ -170,7 +157,7 @@ class KerasMethods:
                 "option), so fit has nothing to train"
             )
         self._drop_batch_size(kwargs, "fit")
-        x, y = self._keras_data(x, y, n_steps, "fit")
+        x, y = self._keras_data(x, y, n_steps, "fit", targets=True)
         validation = kwargs.get("validation_data")
         if validation is not None:
             if not isinstance(validation, tuple | list) or len(validation) not in (
@@ -182,7 +169,9 @@ class KerasMethods:
                     f"{type(validation).__name__}",
                     attr="validation_data",
                 )
-            vx, vy = self._keras_data(validation[0], validation[1], n_steps, "fit")
+            vx, vy = self._keras_data(
+                validation[0], validation[1], n_steps, "fit", targets=True
+            )
             kwargs["validation_data"] = (vx, vy) + tuple(validation[2:])
         return self._keras_call(
             "fit", stateful, x, y, batch_size=self.minibatch_size, **kwargs
@@ -201,7 +190,7 @@ class KerasMethods:
                 "evaluate needs a loss: call sim.compile(loss=...) first"
             )
         self._drop_batch_size(kwargs, "evaluate")
-        x, y = self._keras_data(x, y, n_steps, "evaluate")
+        x, y = self._keras_data(x, y, n_steps, "evaluate", targets=True)
         kwargs.setdefault("return_dict", True)
         result = self._keras_call(
             "evaluate", stateful, x, y, batch_size=self.minibatch_size, **kwargs
@@ -454,7 +443,7 @@ class KerasMethods:
             )
 
     def _find_probe(self, key):
-        return find_object(self.model.probes, key, Probe, attr="y")
+        return self._inputs.probe(key)
 
     def _per_probe(self, value, what, listed=False, only=None):
         """``value`` as ``{output_name: value}`` (see `compile`).
@@ -477,114 +466,12 @@ class KerasMethods:
         names = [self._output_name(p) for p in probes]
         return {name: value for name in names if only is None or name in only}
 
-    def _keras_data(self, x, y, n_steps, method):
-        """Check inputs and targets and name them as the Keras model does."""
-        node_names = self._input_nodes()
-        if x is not None and not isinstance(x, dict):
-            if len(node_names) != 1:
-                raise ValidationError(
-                    f"x must be a dict of Node -> array when the network has "
-                    f"{len(node_names)} input Nodes; got {type(x).__name__}",
-                    attr="x",
-                )
-            x = {next(iter(node_names)): x}
-        if y is not None and not isinstance(y, dict):
-            if len(self.model.probes) != 1:
-                raise ValidationError(
-                    f"y must be a dict of Probe -> array when the network has "
-                    f"{len(self.model.probes)} probes; got {type(y).__name__}",
-                    attr="y",
-                )
-            y = {self.model.probes[0]: y}
-
-        arrays = []  # (description, array, whether it has only the last step)
-        xk = {}
-        for key, value in (x or {}).items():
-            node = find_node(self.model, key)
-            if node not in node_names:
-                raise ValidationError(
-                    f"{node} has inputs (size_in={node.size_in}) or no output, so "
-                    "it cannot be given data; feed a Node with size_in=0 instead",
-                    attr="x",
-                    obj=node,
-                )
-            array = self._check_array(value, node, node.size_out, "x")
-            arrays.append((f"Input data for {node}", array, False))
-            xk[node_names[node]] = array
-        last_only = {key for key, _ in self._program.last_only}
-        yk = {}
-        for key, value in (y or {}).items():
-            probe = self._find_probe(key)
-            size = int(np.prod(self.model.sig[probe]["in"].shape))
-            array = self._check_array(value, probe, size, "y")
-            last = self._probe_keys[probe] in last_only
-            arrays.append((f"Targets for {probe}", array, last))
-            yk[self._output_name(probe)] = array
-
-        full = [a for _, a, last in arrays if not last]
-        batch = arrays[0][1].shape[0] if arrays else self.minibatch_size
-        steps = full[0].shape[1] if full else n_steps
-        if steps is None:
-            raise ValidationError(
-                f"{method} needs n_steps when no input data is given", attr="n_steps"
-            )
-        for what, array, last in arrays:
-            expected = (batch, 1 if last else steps)
-            if array.shape[:2] != expected:
-                kept = " (keep_history=False keeps only the last step)" if last else ""
-                raise ValidationError(
-                    f"{what} has {array.shape[0]} items of {array.shape[1]} steps; "
-                    f"expected {expected[0]} items of {expected[1]} steps{kept}",
-                    attr="x",
-                )
-        if n_steps is not None and int(n_steps) != steps:
-            raise ValidationError(
-                f"n_steps={n_steps} does not match the data, which has {steps} steps",
-                attr="n_steps",
-            )
-        self._check_steps(steps)
-        if batch % self.minibatch_size != 0:
-            raise ValidationError(
-                f"The number of items ({batch}) must be a multiple of the Simulator's "
-                f"minibatch_size ({self.minibatch_size})",
-                attr="x",
-            )
-        if not xk:
-            xk[STEPS_INPUT] = np.zeros((batch, steps), self._layout.dtype)
-        if y is not None and method in ("fit", "evaluate"):
-            missing = [name for name in sorted(self._loss_outputs) if name not in yk]
-            if missing:
-                raise ValidationError(
-                    f"Probes {missing} have a loss (set in compile) but no targets "
-                    "in y; give y[probe] of shape (batch, n_steps, size) for each",
-                    attr="y",
-                )
-            extra = [name for name in yk if name not in self._loss_outputs]
-            if extra:
-                raise ValidationError(
-                    f"y has targets for probes {extra}, which have no loss; give "
-                    "them a loss in compile or leave them out of y",
-                    attr="y",
-                )
-        return xk, (yk if y is not None else None)
-
-    def _check_array(self, value, obj, size, attr):
-        array = np.asarray(value)
-        if array.ndim != 3 or array.shape[2] != size:
-            hint = " Add the batch axis with x[None]." if array.ndim == 2 else ""
-            raise ValidationError(
-                f"Data for {obj} must have shape (batch, n_steps, {size}); got "
-                f"{array.shape}.{hint}",
-                attr=attr,
-                obj=obj,
-            )
-        if not np.issubdtype(array.dtype, np.number):
-            raise ValidationError(
-                f"Data for {obj} must be numeric; got dtype {array.dtype}",
-                attr=attr,
-                obj=obj,
-            )
-        return array.astype(self._layout.dtype, copy=False)
+    def _keras_data(self, x, y, n_steps, method, targets=False):
+        """Checked inputs and targets, named as the Keras model names them; with
+        ``targets``, exactly the probes with a loss need targets."""
+        return self._inputs.keras_data(
+            x, y, n_steps, method, self._loss_outputs if targets else None
+        )
 
 
 def finite_difference(f, h: float, eps: float, tolerance) -> tuple[float, float]:
@@ -637,14 +524,3 @@ class InterruptCheck(keras.callbacks.Callback):
         self.runtime.check_interrupt()
 
     on_test_batch_end = on_predict_batch_end = on_train_batch_end
-
-
-def unique_names(objects, prefix) -> dict:
-    """Object -> its label where unique, else ``<prefix><index>``."""
-    counts = Counter(obj.label for obj in objects)
-    return {
-        obj: obj.label
-        if obj.label and counts[obj.label] == 1 and obj.label != STEPS_INPUT
-        else f"{prefix}{i}"
-        for i, obj in enumerate(objects)
-    }
