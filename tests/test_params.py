@@ -11,7 +11,7 @@ import scipy.sparse
 from nengo.exceptions import SimulationError, SimulatorClosed, ValidationError
 
 import nengo_jax
-from nengo_jax.simulator.params import FixedWeights
+from nengo_jax.simulator.freeze import FixedWeights
 from nengo_jax.testing import assert_allclose
 
 MB = 4

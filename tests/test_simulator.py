@@ -14,7 +14,7 @@ from nengo.exceptions import (
 )
 
 import nengo_jax
-from nengo_jax.simulator.simulator import gc_paused
+from nengo_jax.simulator.runtime import gc_paused
 from nengo_jax.testing import assert_allclose, run_both
 
 

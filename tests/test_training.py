@@ -497,7 +497,7 @@ def test_use_loop_off():
 
 
 def test_finite_difference_estimates_its_own_error():
-    from nengo_jax.simulator.training import finite_difference
+    from nengo_jax.simulator.gradients import finite_difference
 
     eps = float(np.finfo(np.float32).eps)
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import threading
 import time
 from types import MappingProxyType
@@ -384,3 +385,23 @@ def _padded(x, length):
     out = np.zeros((length,) + x.shape[1:], x.dtype)
     out[: len(x)] = x
     return out
+
+
+@contextlib.contextmanager
+def gc_paused():
+    """Python's cyclic garbage collector off inside the block (if it was on).
+
+    Building a model, and tracing and compiling its program, create hundreds of
+    thousands of objects that stay alive; each collection walks them all and
+    finds almost nothing to free. On ``basal_ganglia`` the collections took
+    0.35 s of the build and 0.23 s of the first run. Garbage made inside the
+    block (e.g. reference cycles made by a Node function during a run) is
+    collected by the first collection after it.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import gc
 import logging
 import warnings
 from types import MappingProxyType
@@ -34,16 +33,20 @@ from nengo_jax.build.registry import BuildContext, builder_for
 from nengo_jax.config import Settings
 from nengo_jax.optimizer import plan_operators
 from nengo_jax.simulator.data import SignalValues, SimulationData
+from nengo_jax.simulator.freeze import FreezeMethods
+from nengo_jax.simulator.gradients import GradientCheck
 from nengo_jax.simulator.inputs import InputChecker, check_seconds, unique_names
 from nengo_jax.simulator.legacy import LegacyTraining
 from nengo_jax.simulator.params import ParamsMethods
-from nengo_jax.simulator.runtime import Recorded, Runtime, Snapshot
+from nengo_jax.simulator.runtime import Recorded, Runtime, Snapshot, gc_paused
 from nengo_jax.simulator.training import KerasMethods
 
 logger = logging.getLogger(__name__)
 
 
-class Simulator(KerasMethods, LegacyTraining, ParamsMethods):
+class Simulator(
+    KerasMethods, GradientCheck, LegacyTraining, ParamsMethods, FreezeMethods
+):
     """Simulate a Nengo network with JAX.
 
     A drop-in replacement for `nengo.Simulator`: the same calls give the same
@@ -204,6 +207,7 @@ class Simulator(KerasMethods, LegacyTraining, ParamsMethods):
             for node in self._node_index
             if node.size_in == 0 and node.output is not None
         ]
+        last_keys = {key for key, _ in program.last_only}
         self._inputs = InputChecker(
             model=model,
             minibatch_size=self.minibatch_size,
@@ -211,9 +215,7 @@ class Simulator(KerasMethods, LegacyTraining, ParamsMethods):
             input_nodes=unique_names(input_nodes, "node"),
             probe_names=unique_names(model.probes, "probe"),
             last_only=frozenset(
-                probe
-                for probe, key in self._probe_keys.items()
-                if key in {k for k, _ in program.last_only}
+                p for p, key in self._probe_keys.items() if key in last_keys
             ),
             use_loop=self.settings.use_loop,
             unroll=self.unroll_simulation,
@@ -594,23 +596,3 @@ def _find_device(device):
             f"No JAX device of kind {platform!r}: {e}", attr="device"
         ) from e
     return devices[int(index) if index else 0]
-
-
-@contextlib.contextmanager
-def gc_paused():
-    """Python's cyclic garbage collector off inside the block (if it was on).
-
-    Building a model, and tracing and compiling its program, create hundreds of
-    thousands of objects that stay alive; each collection walks them all and
-    finds almost nothing to free. On ``basal_ganglia`` the collections took
-    0.35 s of the build and 0.23 s of the first run. Garbage made inside the
-    block (e.g. reference cycles made by a Node function during a run) is
-    collected by the first collection after it.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
