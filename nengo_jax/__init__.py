@@ -9,13 +9,14 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 from nengo_jax import callbacks, losses, obj  # noqa: E402
 from nengo_jax.config import configure_settings  # noqa: E402
 from nengo_jax.converter import Converter  # noqa: E402
+from nengo_jax.layer import Layer  # noqa: E402
 from nengo_jax.neurons.types import (  # noqa: E402
     LeakyReLU,
     SoftLIFRate,
     SpikingLeakyReLU,
 )
 from nengo_jax.simulator import Simulator  # noqa: E402
-from nengo_jax.tensor_node import Layer, TensorNode  # noqa: E402
+from nengo_jax.tensor_node import TensorNode  # noqa: E402
 from nengo_jax.version import __version__  # noqa: E402
 
 __all__ = [

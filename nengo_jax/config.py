@@ -1,15 +1,31 @@
-"""``configure_settings``: simulator options stored on a Network's config."""
+"""``configure_settings``: simulator options stored on a Network's config, and
+the `Settings` a Simulator resolves from them once, when it is built.
+
+Two options are also set per object: ``trainable`` and ``keep_history``. By
+default (as in NengoDL) training changes connection weights (decoders or
+neuron-to-neuron weights), ensemble encoders, neuron biases, and the trainable
+weights of Keras layers in TensorNodes. Signals that an operator writes (e.g.
+weights under an online learning rule) are simulation state, never trained.
+``configure_settings(trainable=...)`` adds a ``trainable`` parameter to the
+configurable objects of a network; an explicit value is looked up from the
+object's own network up to the top-level one, the instance before its class in
+each network. ``None`` means "no opinion".
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+import dataclasses
+from dataclasses import dataclass, field, fields
 
 import nengo
 from nengo.ensemble import Neurons
 from nengo.exceptions import ConfigError, NetworkContextError, ValidationError
 from nengo.params import BoolParam, Parameter
 
-from nengo_jax.build.marking import TRAINABLE_CLASSES
+from nengo_jax.tensor_node import TensorNode, is_layer
+
+#: The classes that get a ``trainable`` config parameter.
+TRAINABLE_CLASSES = (nengo.Ensemble, nengo.Connection, Neurons, TensorNode)
 
 
 @dataclass(frozen=True)
@@ -36,6 +52,11 @@ class Settings:
     #: Precision of float32 matrix products on accelerators: "highest" (exact
     #: float32, as Nengo computes) or "default" (allows TF32 on GPUs, faster).
     matmul_precision: str = "highest"
+    #: ``(object, signal name)`` of each signal that training may change (before
+    #: operators' state is excluded), from the ``trainable`` config when built.
+    trained: frozenset = field(default=frozenset(), metadata={"resolved": True})
+    #: The probes that keep only their last step (``keep_history`` False).
+    last_only: frozenset = field(default=frozenset(), metadata={"resolved": True})
 
     @classmethod
     def from_network(cls, network) -> Settings:
@@ -49,6 +70,32 @@ class Settings:
         settings = cls(**values)
         settings.validate()
         return settings
+
+    def resolved(self, model) -> Settings:
+        """These settings with the per-object choices of ``model``'s network.
+
+        Called once, when the Simulator is built: config changes after that do
+        not change what trains or what probes keep.
+        """
+        network = model.toplevel
+        if network is None:
+            return self
+        chains = networks_of(network)
+        return dataclasses.replace(
+            self,
+            trained=frozenset(trained_signals(model, chains, network)),
+            last_only=frozenset(
+                obj
+                for obj, chain in chains.items()
+                if isinstance(obj, nengo.Probe)
+                and explicit_value(obj, chain, "keep_history") is False
+            ),
+        )
+
+    def trainable_signals(self, model) -> list:
+        """The signals of ``trained``, as they are in ``model`` now (merging
+        replaces signals by views of merged ones)."""
+        return [model.sig[obj][name] for obj, name in self.trained]
 
     def validate(self):
         if self.dtype not in ("float32", "float64"):
@@ -64,7 +111,7 @@ class Settings:
             )
 
 
-OPTIONS = tuple(f.name for f in fields(Settings))
+OPTIONS = tuple(f.name for f in fields(Settings) if not f.metadata.get("resolved"))
 
 
 def configure_settings(**options):
@@ -155,3 +202,74 @@ def add_object_setting(config, cls, name, default) -> None:
         params.set_param(name, BoolParam(name, default=default, optional=True))
     else:
         setattr(params, name, default)
+
+
+def networks_of(network) -> dict:
+    """Each object of ``network`` -> its chain of networks, top-level first."""
+    chains = {}
+
+    def visit(net, chain):
+        chain = chain + [net]
+        for obj in net.ensembles + net.connections + net.probes + net.nodes:
+            chains[obj] = chain
+            if isinstance(obj, nengo.Ensemble):
+                chains[obj.neurons] = chain
+        for subnet in net.networks:
+            visit(subnet, chain)
+
+    visit(network, [])
+    return chains
+
+
+def explicit_value(obj, chain, name="trainable"):
+    """The config value ``name`` set for ``obj`` in the lowest network setting one.
+
+    Returns None if no network in ``chain`` says anything about ``obj``.
+    """
+    for net in reversed(chain):
+        params = net.config.params
+        instance = params.get(obj)
+        if instance is not None and name in instance._clsparams._extra_params:
+            if instance in instance._clsparams.get_param(name):
+                value = getattr(instance, name)
+                if value is not None:
+                    return value
+        for cls in type(obj).__mro__:
+            clsparams = params.get(cls)
+            if clsparams is not None and name in clsparams._extra_params:
+                value = getattr(clsparams, name)
+                if value is not None:
+                    return value
+                break
+    return None
+
+
+def trained_signals(model, chains, network):
+    """``(object, signal name)`` of each signal of ``model`` that training may
+    change (before state is excluded); ``chains`` is `networks_of(network)`."""
+
+    def decide(obj, default=True):
+        value = explicit_value(obj, chains.get(obj, [network]))
+        return default if value is None else bool(value)
+
+    for obj in chains:
+        if obj not in model.sig:
+            continue
+        sigs = model.sig[obj]
+        if isinstance(obj, nengo.Connection):
+            if sigs.get("weights") is not None and decide(obj):
+                yield obj, "weights"
+        elif isinstance(obj, nengo.Ensemble):
+            # Direct ensembles have no neurons: their encoders are unused
+            direct = isinstance(obj.neuron_type, nengo.Direct)
+            if sigs.get("encoders") is not None and not direct and decide(obj):
+                yield obj, "encoders"
+        elif isinstance(obj, TensorNode) and is_layer(obj.tensor_func):
+            for i, var in enumerate(obj.tensor_func.weights):
+                if var.trainable and decide(obj):
+                    yield obj, f"weight{i}"
+        elif isinstance(obj, Neurons):
+            # the neurons' own setting first, then their ensemble's
+            bias = sigs.get("bias")
+            if bias is not None and decide(obj, default=decide(obj.ensemble)):
+                yield obj, "bias"

@@ -6,7 +6,7 @@ from nengo.builder.operator import Copy, ElementwiseInc, Reset, TimeUpdate
 from nengo.builder.probe import SimProbe
 from nengo.exceptions import BuildError
 
-from nengo_jax.build.registry import OpBuilder, register
+from nengo_jax.program.registry import OpBuilder, register
 
 
 @register(TimeUpdate)

@@ -16,7 +16,7 @@ from jax import lax
 from nengo.builder.transforms import ConvInc, ConvTransposeInc
 from nengo.exceptions import BuildError
 
-from nengo_jax.build.registry import BuildContext, OpBuilder, register
+from nengo_jax.program.registry import BuildContext, OpBuilder, register
 
 
 def forward_padding(

@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 from nengo.builder.operator import BsrDotInc, DotInc, SparseDotInc
 
-from nengo_jax.build.layout import sparse_coords
-from nengo_jax.build.registry import OpBuilder, register
+from nengo_jax.program.layout import sparse_coords
+from nengo_jax.program.registry import OpBuilder, register
 
 
 def batched_dot(a, x, a_batched, x_batched, precision):

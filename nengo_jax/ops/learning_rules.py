@@ -16,8 +16,8 @@ import numpy as np
 from nengo.builder.learning_rules import SimBCM, SimOja, SimPES, SimRLS, SimVoja
 from nengo.exceptions import BuildError
 
-from nengo_jax.build.registry import BuildContext, OpBuilder, register
 from nengo_jax.optimizer.mergers import pes_key
+from nengo_jax.program.registry import BuildContext, OpBuilder, register
 
 
 def outer(a, b):

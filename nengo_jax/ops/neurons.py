@@ -19,10 +19,10 @@ from nengo.exceptions import BuildError
 from nengo.neurons import LIF, Direct
 from nengo.utils.numpy import maxint
 
-from nengo_jax.build.host import HostStream, host_call, item_seeds
-from nengo_jax.build.registry import OpBuilder, register
 from nengo_jax.neurons import MATHS, maths_for, params_of
 from nengo_jax.neurons.rate import soft_lif_rate
+from nengo_jax.program.host import HostStream, host_call, item_seeds
+from nengo_jax.program.registry import OpBuilder, register
 
 
 def item_rngs(rng: np.random.RandomState, minibatch_size: int) -> list:

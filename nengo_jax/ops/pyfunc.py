@@ -4,12 +4,12 @@ import jax
 import numpy as np
 from nengo.builder.operator import SimPyFunc
 
-from nengo_jax.build.host import (
+from nengo_jax.program.host import (
     FunctionStream,
     host_call,
     node_outputs,
 )
-from nengo_jax.build.registry import OpBuilder, register
+from nengo_jax.program.registry import OpBuilder, register
 
 
 @register(SimPyFunc)

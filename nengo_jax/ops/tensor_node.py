@@ -7,7 +7,7 @@ import keras
 import numpy as np
 from nengo.exceptions import ValidationError
 
-from nengo_jax.build.registry import OpBuilder, register
+from nengo_jax.program.registry import OpBuilder, register
 from nengo_jax.tensor_node import (
     SimTensorNode,
     call_tensor_func,

@@ -16,11 +16,11 @@ from nengo.exceptions import BuildError, ConfigError
 from nengo.utils.graphs import toposort
 from nengo.utils.simulator import operator_dependency_graph
 
-from nengo_jax.build.registry import builder_for
 from nengo_jax.optimizer.merging import merge_plan
 from nengo_jax.optimizer.planners import is_noop, planner_function, run_planner
 from nengo_jax.optimizer.simplify import simplify
 from nengo_jax.optimizer.sorting import sorter_function
+from nengo_jax.program.registry import builder_for
 
 
 @dataclass(frozen=True)

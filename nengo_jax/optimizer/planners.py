@@ -29,7 +29,7 @@ from nengo.builder.operator import Operator
 from nengo.exceptions import BuildError, ConfigError
 from nengo.utils.simulator import operator_dependency_graph
 
-from nengo_jax.build.registry import builder_for
+from nengo_jax.program.registry import builder_for
 
 #: Ready groups a `tree_planner` tries at each level of its search, largest first.
 TREE_WIDTH = 6

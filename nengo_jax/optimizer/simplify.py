@@ -13,11 +13,10 @@ are conservative:
   is dense (not sparse), and it is not *protected*. Protected signals can
   change without an operator: the encoders, biases and connection weights
   that training, `~.Simulator.load_params` and `~.Simulator.freeze_params`
-  read and write, every other trainable signal (see
-  `nengo_jax.build.marking`), the outputs of Nodes without inputs (which
-  run-time ``data`` replaces), and the signals of learning rules (their
-  operators stay as Nengo builds them). No operator that writes a protected
-  signal is rewritten either.
+  read and write, the weights of Keras layers in TensorNodes, the outputs of
+  Nodes without inputs (which run-time ``data`` replaces), and the signals of
+  learning rules (their operators stay as Nengo builds them). No operator that
+  writes a protected signal is rewritten either.
 - Only Nengo's own bookkeeping operators are rewritten: `~nengo.builder.operator.Reset`,
   `~nengo.builder.operator.Copy`, `~nengo.builder.operator.ElementwiseInc`,
   `~nengo.builder.operator.DotInc` (and its sparse subclasses, only where the
@@ -55,7 +54,7 @@ from nengo.builder.transforms import GeneralConvInc
 from nengo.connection import LearningRule
 from nengo.ensemble import Neurons
 
-from nengo_jax.build.marking import trainable_signals
+from nengo_jax.tensor_node import TensorNode
 
 #: A simplification: takes the operators and the model, returns new operators.
 Simplification = Callable[[list, Model], list]
@@ -110,9 +109,11 @@ class SignalUse:
 def protected_bases(model: Model) -> set:
     """Bases of signals that may change without an operator, or that must keep
     their operators (see the module docstring)."""
-    signals = list(trainable_signals(model, model.toplevel))
+    signals = []
     for obj, sigs in model.sig.items():
-        if isinstance(obj, nengo.Ensemble):
+        if isinstance(obj, TensorNode):  # (its layer's weights)
+            signals.extend(sigs.values())
+        elif isinstance(obj, nengo.Ensemble):
             signals.append(sigs.get("encoders"))
         elif isinstance(obj, Neurons):
             signals.append(sigs.get("bias"))

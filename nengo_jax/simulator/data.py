@@ -11,8 +11,8 @@ from nengo.builder.ensemble import BuiltEnsemble
 from nengo.exceptions import SimulatorClosed
 from nengo.transforms import SparseMatrix
 
-from nengo_jax.build.env import SignalEnv
-from nengo_jax.build.layout import sparse_coords
+from nengo_jax.program.layout import sparse_coords
+from nengo_jax.program.signals import SignalEnv
 
 
 class SimulationData(Mapping):

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import keras
 import numpy as np
 
-from nengo_jax.build.host import compute_streams, host_call
+from nengo_jax.program.host import compute_streams, host_call
 from nengo_jax.simulator.inputs import STEPS_INPUT
 
 

@@ -24,7 +24,7 @@ from nengo.exceptions import ValidationError
 from nengo.processes import Process
 from nengo.transforms import SparseMatrix
 
-from nengo_jax.build.program import RNG_KEY
+from nengo_jax.program.program import RNG_KEY
 from nengo_jax.simulator.data import HostValues, read_signal
 
 #: Marks a parameter file (and its layout version).

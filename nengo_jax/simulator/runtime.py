@@ -30,8 +30,8 @@ import jax.numpy as jnp
 import numpy as np
 from nengo.exceptions import SimulationError
 
-from nengo_jax.build.host import as_simulation_error, compute_streams
-from nengo_jax.build.program import chunk_length
+from nengo_jax.program.host import as_simulation_error, compute_streams
+from nengo_jax.program.program import chunk_length
 
 #: Longest chunk of a run, in steps (a power of two).
 MAX_CHUNK = 4096

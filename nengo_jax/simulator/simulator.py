@@ -21,17 +21,16 @@ from nengo.utils.numpy import maxint
 from nengo.utils.progress import Progress, ProgressTracker
 
 import nengo_jax.ops  # noqa: F401  (registers the operator builders)
-from nengo_jax.build.layout import Layout
-from nengo_jax.build.marking import keep_history
-from nengo_jax.build.program import (
+from nengo_jax.config import Settings
+from nengo_jax.optimizer import plan_operators
+from nengo_jax.program.layout import Layout
+from nengo_jax.program.program import (
     RNG_KEY,
     Program,
     compiler_options,
     new_rng_state,
 )
-from nengo_jax.build.registry import BuildContext, builder_for
-from nengo_jax.config import Settings
-from nengo_jax.optimizer import plan_operators
+from nengo_jax.program.registry import BuildContext, builder_for
 from nengo_jax.simulator.data import SignalValues, SimulationData
 from nengo_jax.simulator.freeze import FreezeMethods
 from nengo_jax.simulator.gradients import GradientCheck
@@ -151,6 +150,9 @@ class Simulator(
     def _build(self, progress):
         """Merge and order the operators, and make their builders and the program."""
         model = self.model
+        # what trains and what probes keep, decided once (config changes later
+        # change nothing)
+        self.settings = self.settings.resolved(model)
         # simplify, then plan and merge (unless optimize=False or the noop
         # planner): merged operators and contiguous signals make a much smaller
         # program
@@ -195,8 +197,8 @@ class Simulator(
             unroll=self.unroll_simulation,
             last_only={
                 self._probe_keys[p]
-                for p, keep in keep_history(model.toplevel).items()
-                if not keep and p in self._probe_keys
+                for p in self.settings.last_only
+                if p in self._probe_keys
             },
             use_loop=self.settings.use_loop,
             compiler_options=compiler_options(self.device),

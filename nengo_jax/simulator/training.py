@@ -15,8 +15,7 @@ import keras
 import numpy as np
 from nengo.exceptions import SimulationError, SimulatorClosed, ValidationError
 
-from nengo_jax.build.env import SignalEnv
-from nengo_jax.build.marking import trainable_signals
+from nengo_jax.program.signals import SignalEnv
 from nengo_jax.simulator.keras_model import SimulatorModel
 
 
@@ -45,7 +44,7 @@ class KerasMethods:
                     "environment variable KERAS_BACKEND=jax before importing keras."
                 )
             masks = self._layout.trainable_masks(
-                trainable_signals(self.model, self.model.toplevel)
+                self.settings.trainable_signals(self.model)
             )
             with self._jax_scope():
                 self._keras = SimulatorModel(

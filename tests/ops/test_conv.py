@@ -13,8 +13,8 @@ from nengo.transforms import Convolution, ConvolutionTranspose
 
 import nengo_jax.ops.conv  # noqa: F401  (registers the builders)
 from nengo_jax import Simulator
-from nengo_jax.build.registry import BuildContext
 from nengo_jax.ops.conv import ConvIncBuilder
+from nengo_jax.program.registry import BuildContext
 from nengo_jax.testing import assert_allclose
 
 N_STEPS = 3

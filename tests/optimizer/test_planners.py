@@ -11,7 +11,6 @@ from nengo.exceptions import BuildError
 from nengo.utils.simulator import operator_dependency_graph
 
 import nengo_jax
-from nengo_jax.build.registry import builder_for
 from nengo_jax.graph_optimizer import (
     default_simplifications,
     greedy_planner,
@@ -23,6 +22,7 @@ from nengo_jax.graph_optimizer import (
 )
 from nengo_jax.optimizer.mergers import MergedSimPES, MergedSimProcess
 from nengo_jax.optimizer.pipeline import check_plan
+from nengo_jax.program.registry import builder_for
 
 PLANNERS = {
     "tree": None,

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from nengo.exceptions import BuildError
 
-from nengo_jax.build.host import HostErrors
+from nengo_jax.program.host import HostErrors
 
 _BUILDERS: dict = {}
 
@@ -18,7 +18,7 @@ class BuildContext:
     """What a builder may know at build time (everything here is static)."""
 
     model: object  # nengo.builder.Model
-    layout: object  # nengo_jax.build.layout.Layout
+    layout: object  # nengo_jax.program.layout.Layout
     dt: float
     minibatch_size: int
     dtype: np.dtype
@@ -54,7 +54,7 @@ class OpBuilder:
         Static facts about the build.
     """
 
-    #: Host streams this builder reads each step (see `nengo_jax.build.host`).
+    #: Host streams this builder reads each step (see `nengo_jax.program.host`).
     host_streams: tuple = ()
 
     def __init__(self, ops, ctx: BuildContext):
@@ -110,5 +110,5 @@ def builder_for(op) -> type:
             return _BUILDERS[cls]
     raise BuildError(
         f"nengo_jax has no builder for operator {op} of type {type(op).__name__}; "
-        "register one with nengo_jax.build.registry.register"
+        "register one with nengo_jax.program.registry.register"
     )

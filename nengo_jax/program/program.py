@@ -8,8 +8,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nengo_jax.build.env import SignalEnv
-from nengo_jax.build.host import HostErrors
+from nengo_jax.program.host import HostErrors
+from nengo_jax.program.signals import SignalEnv
 
 #: State key of the PRNG key for device-side randomness.
 RNG_KEY = "_rng"

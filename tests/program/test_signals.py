@@ -7,8 +7,8 @@ from nengo.builder import Model
 from nengo.builder.operator import Reset
 from nengo.builder.signal import Signal
 
-from nengo_jax.build.env import SignalEnv
-from nengo_jax.build.layout import Layout
+from nengo_jax.program.layout import Layout
+from nengo_jax.program.signals import SignalEnv
 
 SIZE = 12
 

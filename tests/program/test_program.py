@@ -5,7 +5,7 @@ import nengo
 import pytest
 
 import nengo_jax
-from nengo_jax.build import program
+from nengo_jax.program import program
 
 
 @pytest.mark.parametrize("options", [None, {}])

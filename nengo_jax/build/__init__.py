@@ -1,1 +1,0 @@
-"""Turning a built Nengo model into a JAX program."""
