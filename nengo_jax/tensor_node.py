@@ -247,4 +247,3 @@ def build_tensor_node(model, node):
     model.add_op(
         SimTensorNode(node, model.time, sig_in, sig_out, weights, tag=str(node))
     )
-

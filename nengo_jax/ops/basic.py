@@ -24,11 +24,6 @@ class TimeUpdateBuilder(OpBuilder):
 class ResetBuilder(OpBuilder):
     """Implements ``dst[...] = value``."""
 
-    @classmethod
-    def merge_key(cls, op):
-        value = np.asarray(op.value)
-        return (op.dst.dtype.str, op.dst.ndim, value.dtype.str, value.tobytes())
-
     def step(self, env):
         for op in self.ops:
             env.write(op.dst, op.value)
@@ -63,12 +58,6 @@ class CopyBuilder(OpBuilder):
                     )
             self.views.append((src, dst))
 
-    @classmethod
-    def merge_key(cls, op):
-        if op.src_slice is not None or op.dst_slice is not None:
-            return None
-        return (op.inc, op.src.dtype.str, op.src.ndim, op.dst.dtype.str, op.dst.ndim)
-
     def step(self, env):
         for op, (src, dst) in zip(self.ops, self.views, strict=False):
             env.write(op.dst, env.read(op.src, src), inc=op.inc, view=dst)
@@ -96,13 +85,6 @@ class ElementwiseIncBuilder(OpBuilder):
                         "Incompatible shapes in ElementwiseInc: "
                         f"Trying to do {y.shape} += {a.shape} * {x.shape}"
                     )
-
-    @classmethod
-    def merge_key(cls, op):
-        # a scalar A merges only with the same scalar; others along the last axis
-        scalar = op.A.shape == (1,)
-        value = op.A.initial_value.item() if scalar and not op.A.sparse else None
-        return (scalar, value, op.A.ndim, op.X.ndim, op.Y.ndim, op.Y.dtype.str)
 
     def step(self, env):
         for op in self.ops:

@@ -23,13 +23,6 @@ def batched_dot(a, x, a_batched, x_batched, precision):
 class DotIncBuilder(OpBuilder):
     """Implements ``Y[...] += A.dot(X)`` (reshaped to ``Y.shape`` if needed)."""
 
-    @classmethod
-    def merge_key(cls, op):
-        # same-shaped matrices merge into one block-sparse product (BsrDotInc)
-        if op.A.ndim != 2 or op.A.sparse:
-            return None
-        return (op.A.shape, op.X.ndim, op.Y.ndim, op.Y.dtype.str)
-
     def step(self, env):
         for op in self.ops:
             a_batched, x_batched = env.is_batched(op.A), env.is_batched(op.X)

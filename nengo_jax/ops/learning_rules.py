@@ -16,7 +16,6 @@ import numpy as np
 from nengo.builder.learning_rules import SimBCM, SimOja, SimPES, SimRLS, SimVoja
 from nengo.exceptions import BuildError
 
-from nengo_jax.optimizer.mergers import pes_key
 from nengo_jax.program.registry import BuildContext, OpBuilder, register
 
 
@@ -71,10 +70,6 @@ class SimPESBuilder(OpBuilder):
                     ctx.layout.index_view(op.error, error_index),
                 )
             )
-
-    @classmethod
-    def merge_key(cls, op):
-        return pes_key(op)
 
     def step(self, env):
         for op, alpha, ((k, d, n), pre_view, error_view) in zip(

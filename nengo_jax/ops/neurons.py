@@ -101,11 +101,6 @@ class SimNeuronsBuilder(OpBuilder):
         else:
             self._prepare_native()
 
-    @classmethod
-    def merge_key(cls, op):
-        # (neuron types compare and hash by their parameters)
-        return op.neurons
-
     def reset_host(self, rng, minibatch_size):
         # Nengo's SimNeurons draws nothing from the simulator's rng; only the
         # neuron type's own RandomState (from the ensemble seed) is restarted.

@@ -18,7 +18,6 @@ import numpy as np
 from nengo.builder.processes import SimProcess
 
 from nengo_jax.ops.synapses import is_native, synapse_step
-from nengo_jax.optimizer.mergers import synapse_key
 from nengo_jax.program.host import ProcessStream, host_call, item_seeds, process_seed
 from nengo_jax.program.registry import OpBuilder, register
 
@@ -171,10 +170,6 @@ class SimProcessBuilder(OpBuilder):
         if op is not None and op.input is None and op.mode == "set":
             return op.output
         return None
-
-    @classmethod
-    def merge_key(cls, op):
-        return synapse_key(op)
 
     def reset_host(self, rng, minibatch_size):
         for op, runner in zip(self.ops, self.runners, strict=True):

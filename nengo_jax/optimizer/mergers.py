@@ -1,4 +1,11 @@
-"""Operator mergers beyond Nengo's: synapses, and merges that gather.
+"""Which operators merge, and how: the one place merge rules live.
+
+*Merge keys*, one rule per operator type (`merge_rule`, found along the
+operator's class hierarchy as builders are): planners group operators of one
+rule with equal keys (`merge_class`); an operator without a rule, or whose key
+is None, runs alone. Each group is then merged by concatenation where its
+signals allow (`is_mergeable`, `merge`), or else by gathering
+(`gather_merges`).
 
 `nengo.builder.optimizer.OpMerger` merges Reset, Copy, ElementwiseInc, DotInc
 and SimNeurons operators whose signals can be concatenated, or whose views
@@ -23,11 +30,90 @@ from collections import Counter, defaultdict
 
 import numpy as np
 from nengo.builder.learning_rules import SimPES
-from nengo.builder.operator import BsrDotInc, Copy, DotInc, reshape_dot
+from nengo.builder.neurons import SimNeurons
+from nengo.builder.operator import (
+    BsrDotInc,
+    Copy,
+    DotInc,
+    ElementwiseInc,
+    Reset,
+    SparseDotInc,
+    reshape_dot,
+)
 from nengo.builder.optimizer import Merger, OpMerger, SigMerger
 from nengo.builder.processes import SimProcess
 from nengo.builder.signal import Signal
 from nengo.synapses import LinearFilter
+
+# --- merge keys -------------------------------------------------------------------
+
+_RULES: dict = {}
+
+
+def merge_rule(op_type):
+    """Register the decorated ``key(op)`` as the merge rule of ``op_type``.
+
+    Operators of the same rule whose keys are equal (and not None) may be
+    planned as one group; what they must share is what their builder needs to
+    compute them as one.
+    """
+
+    def decorator(key):
+        _RULES[op_type] = key
+        return key
+
+    return decorator
+
+
+def merge_class(op):
+    """``(operator type of the rule, key)`` of ``op``; None if it runs alone."""
+    for cls in type(op).__mro__:
+        if cls in _RULES:
+            key = _RULES[cls](op)
+            return None if key is None else (cls, key)
+    return None
+
+
+def mergeable(a, b) -> bool:
+    """Whether operators ``a`` and ``b`` may be planned as one group."""
+    key = merge_class(a)
+    return key is not None and key == merge_class(b)
+
+
+@merge_rule(Reset)
+def reset_key(op):
+    value = np.asarray(op.value)
+    return (op.dst.dtype.str, op.dst.ndim, value.dtype.str, value.tobytes())
+
+
+@merge_rule(Copy)
+def copy_key(op):
+    if op.src_slice is not None or op.dst_slice is not None:
+        return None
+    return (op.inc, op.src.dtype.str, op.src.ndim, op.dst.dtype.str, op.dst.ndim)
+
+
+@merge_rule(ElementwiseInc)
+def elementwise_inc_key(op):
+    # a scalar A merges only with the same scalar; others along the last axis
+    scalar = op.A.shape == (1,)
+    value = op.A.initial_value.item() if scalar and not op.A.sparse else None
+    return (scalar, value, op.A.ndim, op.X.ndim, op.Y.ndim, op.Y.dtype.str)
+
+
+@merge_rule(DotInc)
+def dot_inc_key(op):
+    # same-shaped dense matrices merge into one block-sparse product (BsrDotInc);
+    # sparse and block-sparse products (subclasses) run alone
+    if isinstance(op, (SparseDotInc, BsrDotInc)) or op.A.ndim != 2 or op.A.sparse:
+        return None
+    return (op.A.shape, op.X.ndim, op.Y.ndim, op.Y.dtype.str)
+
+
+@merge_rule(SimNeurons)
+def neurons_key(op):
+    # (neuron types compare and hash by their parameters)
+    return op.neurons
 
 
 class MergedSimProcess(SimProcess):
@@ -77,6 +163,7 @@ class MergedSimPES(SimPES):
         self.error_index = error_index
 
 
+@merge_rule(SimPES)
 def pes_key(op):
     """What PES operators must share to be merged (None: cannot be)."""
     if not isinstance(op, SimPES) or isinstance(op, MergedSimPES):
@@ -87,6 +174,7 @@ def pes_key(op):
     return (pre.size, error.size, op.learning_rate, pre.dtype.str, error.dtype.str)
 
 
+@merge_rule(SimProcess)
 def synapse_key(op):
     """What synapse operators must share to be concatenated (None: cannot be).
 

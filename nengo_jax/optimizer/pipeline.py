@@ -20,7 +20,6 @@ from nengo_jax.optimizer.merging import merge_plan
 from nengo_jax.optimizer.planners import is_noop, planner_function, run_planner
 from nengo_jax.optimizer.simplify import simplify
 from nengo_jax.optimizer.sorting import sorter_function
-from nengo_jax.program.registry import builder_for
 
 
 @dataclass(frozen=True)
@@ -272,10 +271,4 @@ def stable_toposort(dg: dict) -> list:
 
 
 def _groups(operators) -> Counter:
-    counts = Counter()
-    for op in operators:
-        try:
-            counts[builder_for(op).__name__] += 1
-        except BuildError:  # the Simulator reports the missing builder
-            counts[type(op).__name__] += 1
-    return counts
+    return Counter(type(op).__name__ for op in operators)

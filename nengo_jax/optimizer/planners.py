@@ -2,10 +2,10 @@
 
 A planner takes the operators of a model and returns a *plan*: a list of
 groups (tuples of operators) in an order that respects the operators'
-dependencies. The operators of a group are independent of each other and
-mergeable by their builder (`.OpBuilder.merge_key`); the planner never looks
-at operator types itself. After planning, `nengo_jax.optimizer.merging` merges
-each group into as few operators as the signals allow.
+dependencies. The operators of a group are independent of each other and of
+one merge class (`nengo_jax.optimizer.mergers.merge_class`); the planner never
+looks at operator types itself. After planning, `nengo_jax.optimizer.merging`
+merges each group into as few operators as the signals allow.
 
 All planners schedule groups of *ready* operators (those whose predecessors
 are all scheduled), so every plan is a valid step order. They differ in which
@@ -29,7 +29,7 @@ from nengo.builder.operator import Operator
 from nengo.exceptions import BuildError, ConfigError
 from nengo.utils.simulator import operator_dependency_graph
 
-from nengo_jax.program.registry import builder_for
+from nengo_jax.optimizer.mergers import merge_class
 
 #: Ready groups a `tree_planner` tries at each level of its search, largest first.
 TREE_WIDTH = 6
@@ -168,10 +168,10 @@ def transitive_planner(
 class _Schedule:
     """Ready operators bucketed by merge class, and the groups taken so far.
 
-    Operators with the same builder and the same `.OpBuilder.merge_key` share a
-    bucket. Operators without a merge key run alone whatever the plan, so they
-    are scheduled as soon as they are ready: that never costs a group, and
-    makes their successors ready sooner.
+    Operators of the same merge class (`merge_class`) share a bucket. Operators
+    without one run alone whatever the plan, so they are scheduled as soon as
+    they are ready: that never costs a group, and makes their successors ready
+    sooner.
     """
 
     def __init__(self, operators, dg=None):
@@ -187,7 +187,7 @@ class _Schedule:
         classes = {}
         self.keys = {}
         for op in self.operators:
-            key = _merge_class(op)
+            key = merge_class(op)
             self.keys[op] = (
                 None if key is None else classes.setdefault(key, len(classes))
             )
@@ -289,16 +289,6 @@ class _Schedule:
             waiting[nxt] += 1
         buckets[key] = group
         return len(group) + best
-
-
-def _merge_class(op):
-    """The bucket of ``op``: its builder and merge key (None: it runs alone)."""
-    try:
-        builder = builder_for(op)
-    except BuildError:  # no builder: the Simulator reports it later
-        return None
-    key = builder.merge_key(op)
-    return None if key is None else (builder, key)
 
 
 def planner_function(planner):

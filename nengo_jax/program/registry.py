@@ -65,22 +65,6 @@ class OpBuilder:
         """Compute one timestep of ``self.ops`` (traced)."""
         raise NotImplementedError
 
-    @classmethod
-    def merge_key(cls, op):
-        """What ``op`` must share with others to be merged with them (None: never).
-
-        Planners put operators of the same builder with equal merge keys in one
-        group; `nengo_jax.optimizer.merging` then merges each group's operators
-        where their signals allow. The default, None, keeps ``op`` on its own.
-        """
-        return None
-
-    @classmethod
-    def mergeable(cls, a, b) -> bool:
-        """Whether operators ``a`` and ``b`` can be planned as one group."""
-        key = cls.merge_key(a)
-        return key is not None and builder_for(b) is cls and key == cls.merge_key(b)
-
     def reset_host(self, rng: np.random.RandomState, minibatch_size: int) -> None:
         """Reset host-side state; ``rng`` is the simulator's seeded generator.
 

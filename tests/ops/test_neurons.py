@@ -19,6 +19,7 @@ import nengo_jax.ops.neurons  # noqa: F401
 from nengo_jax import Simulator
 from nengo_jax.neurons import MATHS, maths_for, params_of
 from nengo_jax.ops.neurons import SimNeuronsBuilder
+from nengo_jax.optimizer.mergers import mergeable
 from nengo_jax.program.program import Program
 from nengo_jax.testing import assert_allclose, run_both
 
@@ -453,7 +454,7 @@ def test_merged_ops_match_separate():
     ],
 )
 def test_not_mergeable(a, b):
-    assert not SimNeuronsBuilder.mergeable(
+    assert not mergeable(
         SimNeurons(a, None, None), SimNeurons(b, None, None)
     )
 
@@ -463,7 +464,7 @@ def test_equal_types_mergeable(neuron_type):
     """Equal neuron types plan together (Nengo's merger concatenates them)."""
     a = SimNeurons(neuron_type, None, None)
     b = SimNeurons(type(neuron_type)(), None, None)
-    assert SimNeuronsBuilder.mergeable(a, b)
+    assert mergeable(a, b)
 
 
 # -- pure maths ---------------------------------------------------------------------

@@ -378,7 +378,7 @@ def test_optimizer_report_and_log(caplog):
     for report in (merged, unmerged, plain):
         assert sum(report.groups.values()) == report.merged
     with pytest.raises(TypeError):
-        merged.groups["CopyBuilder"] = 0
+        merged.groups["Copy"] = 0
 
 
 @pytest.mark.parametrize(
