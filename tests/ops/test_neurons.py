@@ -454,9 +454,7 @@ def test_merged_ops_match_separate():
     ],
 )
 def test_not_mergeable(a, b):
-    assert not mergeable(
-        SimNeurons(a, None, None), SimNeurons(b, None, None)
-    )
+    assert not mergeable(SimNeurons(a, None, None), SimNeurons(b, None, None))
 
 
 @pytest.mark.parametrize("neuron_type", [nengo.LIF(), DoubledLIF()])
