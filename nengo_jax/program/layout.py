@@ -4,6 +4,8 @@ Nengo signals are views into base signals. Each base becomes one array: a
 *parameter* (stored once, no batch axis) if no operator writes to it, or a piece
 of *state* (with a leading minibatch axis) otherwise. A view becomes either a
 static slice of its flattened base or a static gather, computed once here.
+`Layout.read` and `Layout.write` read and write views in NumPy arrays (the
+traced counterpart is `nengo_jax.program.signals.SignalEnv`).
 """
 
 from __future__ import annotations
@@ -256,6 +258,69 @@ class Layout:
             for key, mask in covered.items()
             if mask.any()
         }
+
+    def read(self, array, sig, batched=False) -> np.ndarray:
+        """The value of ``sig`` from NumPy arrays (sparse: its nonzero data).
+
+        ``array(key)`` returns the array of a key: parameters unbatched, state with
+        a leading batch axis. State is ``(B,) + shape`` with ``batched``, otherwise
+        batch item 0. (`SignalEnv` is the traced counterpart.)
+        """
+        view = self.view(sig)
+        value = array(view.key)
+        if sig.sparse:
+            return value
+        is_batched = value.ndim > len(self.shape(view.key))
+        lead = value.shape[:1] if is_batched else ()
+        if view.whole:
+            out = value.reshape(lead + view.shape)
+        else:
+            flat = value.reshape(lead + (-1,))
+            if view.param_key is not None:  # across a split base: [params, state]
+                param = array(view.param_key).reshape(-1)
+                param = np.broadcast_to(param, lead + param.shape)
+                flat = np.concatenate([param, flat], axis=-1)
+            if view.index is None:
+                out = flat[..., view.start : view.stop]
+            else:
+                out = flat[..., view.index.ravel()]
+            out = out.reshape(lead + view.shape)
+        if is_batched and not batched:
+            out = out[0]
+        return out
+
+    def write(self, writable, sig, value) -> None:
+        """Set ``sig`` in NumPy arrays; ``writable(key)`` returns a writable array.
+
+        ``value`` has the signal's shape (every batch item gets it) or, for state,
+        ``(B,) + shape``; sparse signals take their nonzero data.
+        """
+        view = self.view(sig)
+        target = writable(view.key)
+        value = np.asarray(value)
+        if sig.sparse:
+            target[...] = value
+            return
+        batched = target.ndim > len(self.shape(view.key))
+        lead = target.shape[:1] if batched else ()
+        if value.shape == lead + view.shape:
+            flat_value = value.reshape(lead + (-1,))
+        else:
+            flat_value = np.broadcast_to(value, lead + view.shape).reshape(lead + (-1,))
+        flat = target.reshape(lead + (-1,))  # a view: the copies are contiguous
+        if view.param_key is not None:  # across a split base: [params, state]
+            param = writable(view.param_key).reshape(-1)
+            index = view.index.ravel()
+            in_param = index < param.size
+            item = flat_value[0] if batched else flat_value
+            param[index[in_param]] = item[in_param]
+            flat[..., index[~in_param] - param.size] = flat_value[..., ~in_param]
+        elif view.whole:
+            flat[...] = flat_value
+        elif view.index is None:
+            flat[..., view.start : view.stop] = flat_value
+        else:
+            flat[..., view.index.ravel()] = flat_value
 
     def initial(self, key: str) -> np.ndarray:
         """The initial value of array ``key`` in its stored dtype.

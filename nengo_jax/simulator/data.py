@@ -124,37 +124,7 @@ class HostValues:
 
         State is ``(B,) + shape`` with ``batched``, otherwise batch item 0.
         """
-        return read_signal(self.layout, self.array, sig, batched)
-
-
-def read_signal(layout, array, sig, batched=False) -> np.ndarray:
-    """The value of ``sig`` from NumPy arrays (see `HostValues.read`).
-
-    ``array(key)`` returns the array of a key: parameters unbatched, state with
-    a leading batch axis.
-    """
-    view = layout.view(sig)
-    value = array(view.key)
-    if sig.sparse:
-        return value
-    is_batched = value.ndim > len(layout.shape(view.key))
-    lead = value.shape[:1] if is_batched else ()
-    if view.whole:
-        out = value.reshape(lead + view.shape)
-    else:
-        flat = value.reshape(lead + (-1,))
-        if view.param_key is not None:  # across a split base: [params, state]
-            param = array(view.param_key).reshape(-1)
-            param = np.broadcast_to(param, lead + param.shape)
-            flat = np.concatenate([param, flat], axis=-1)
-        if view.index is None:
-            out = flat[..., view.start : view.stop]
-        else:
-            out = flat[..., view.index.ravel()]
-        out = out.reshape(lead + view.shape)
-    if is_batched and not batched:
-        out = out[0]
-    return out
+        return self.layout.read(self.array, sig, batched)
 
 
 def sparse_with_data(initial_value, data):

@@ -25,7 +25,7 @@ from nengo.processes import Process
 from nengo.transforms import SparseMatrix
 
 from nengo_jax.program.program import RNG_KEY
-from nengo_jax.simulator.data import HostValues, read_signal
+from nengo_jax.simulator.data import HostValues
 
 #: Marks a parameter file (and its layout version).
 FORMAT = "nengo_jax.params/1"
@@ -191,7 +191,7 @@ class ParamsMethods:
             return copies[key]
 
         for entry in entries:
-            _write_signal(self._layout, writable, entry.sig, data[entry.name])
+            self._layout.write(writable, entry.sig, data[entry.name])
         new_params = {k: v for k, v in copies.items() if k in snapshot.params}
         new_state = {k: v for k, v in copies.items() if k not in snapshot.params}
         n_steps = snapshot.n_steps
@@ -468,41 +468,7 @@ def _read_written(layout, copies, host, sig) -> np.ndarray:
     def array(key):
         return copies[key] if key in copies else host.array(key)
 
-    return read_signal(layout, array, sig)
-
-
-def _write_signal(layout, writable, sig, value):
-    """Set ``sig`` in host arrays; ``writable(key)`` returns a writable copy.
-
-    ``value`` has the signal's shape (every batch item gets it) or, for state,
-    ``(B,) + shape``; sparse signals take their nonzero data.
-    """
-    view = layout.view(sig)
-    target = writable(view.key)
-    value = np.asarray(value)
-    if sig.sparse:
-        target[...] = value
-        return
-    batched = target.ndim > len(layout.shape(view.key))
-    lead = target.shape[:1] if batched else ()
-    if value.shape == lead + view.shape:
-        flat_value = value.reshape(lead + (-1,))
-    else:
-        flat_value = np.broadcast_to(value, lead + view.shape).reshape(lead + (-1,))
-    flat = target.reshape(lead + (-1,))  # a view: the copies are contiguous
-    if view.param_key is not None:  # across a split base: [params, state]
-        param = writable(view.param_key).reshape(-1)
-        index = view.index.ravel()
-        in_param = index < param.size
-        item = flat_value[0] if batched else flat_value
-        param[index[in_param]] = item[in_param]
-        flat[..., index[~in_param] - param.size] = flat_value[..., ~in_param]
-    elif view.whole:
-        flat[...] = flat_value
-    elif view.index is None:
-        flat[..., view.start : view.stop] = flat_value
-    else:
-        flat[..., view.index.ravel()] = flat_value
+    return layout.read(array, sig)
 
 
 def _copy(value):
