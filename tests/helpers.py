@@ -1,6 +1,11 @@
 """Helpers shared by our tests."""
 
+import keras
+import nengo
 import numpy as np
+
+MB = 4
+STEPS = 5
 
 
 def committed(sim):
@@ -20,3 +25,53 @@ def assert_same(a, b):
         assert a[part].keys() == b[part].keys(), part
         for key in a[part]:
             np.testing.assert_array_equal(a[part][key], b[part][key], err_msg=key)
+
+
+def ramp_net(neuron_type=None, seed=0, synapse=None):
+    """Input Node -> (LIF) Ensemble -> output Node, probed without a filter."""
+    with nengo.Network(seed=seed) as net:
+        net.inp = nengo.Node(np.sin, label="inp")
+        net.ens = nengo.Ensemble(
+            30, 1, neuron_type=neuron_type or nengo.LIF(), label="ens"
+        )
+        net.out = nengo.Node(size_in=1, label="out")
+        net.c_in = nengo.Connection(net.inp, net.ens, synapse=None, transform=1.0)
+        net.c_out = nengo.Connection(net.ens, net.out, synapse=synapse)
+        net.p = nengo.Probe(net.out, label="p")
+        net.p_ens = nengo.Probe(net.ens, synapse=0.01, label="p_ens")
+        net.p_neurons = nengo.Probe(net.ens.neurons, label="p_neurons")
+    return net
+
+
+def weights_net(neuron_type=None, n_neurons=20, seed=0, parallel=False):
+    """Input Node -> LIFRate Ensemble -> output Node, all connections with weights.
+
+    With ``parallel``, a second Ensemble alike: Nengo's optimizer then merges
+    their biases (and weights) into shared arrays.
+    """
+    with nengo.Network(seed=seed) as net:
+        net.inp = nengo.Node(np.sin, label="inp")
+        net.ens = nengo.Ensemble(
+            n_neurons, 1, neuron_type=neuron_type or nengo.LIFRate(), label="ens"
+        )
+        net.out = nengo.Node(size_in=1, label="out")
+        net.c_in = nengo.Connection(net.inp, net.ens, synapse=None, transform=1.0)
+        net.c_out = nengo.Connection(net.ens, net.out, synapse=0.005)
+        net.p = nengo.Probe(net.out, label="p")
+        if parallel:
+            ens2 = nengo.Ensemble(n_neurons, 1, neuron_type=net.ens.neuron_type)
+            nengo.Connection(net.inp, ens2, synapse=None, transform=1.0)
+            nengo.Connection(ens2, net.out, synapse=0.005)
+    return net
+
+
+def train(sim, net, epochs=3):
+    """A few epochs of ``x -> x**2`` on ``net.p`` (a `weights_net`)."""
+    rng = np.random.RandomState(1)
+    x = rng.uniform(-1, 1, size=(2 * MB, STEPS, 1))
+    sim.compile(keras.optimizers.Adam(0.02), loss={net.p: "mse"})
+    sim.fit({net.inp: x}, {net.p: x**2}, epochs=epochs, verbose=0)
+
+
+def objects(net):
+    return net.all_ensembles + net.all_connections

@@ -7,44 +7,11 @@ import keras
 import nengo
 import numpy as np
 import pytest
-import scipy.sparse
-from nengo.exceptions import SimulationError, SimulatorClosed, ValidationError
+from nengo.exceptions import SimulatorClosed, ValidationError
 
 import nengo_jax
-from nengo_jax.simulator.freeze import FixedWeights
 from nengo_jax.testing import assert_allclose
-
-MB = 4
-STEPS = 5
-
-
-def ramp_net(neuron_type=None, n_neurons=20, seed=0, parallel=False):
-    """Input Node -> Ensemble -> output Node, all connections with weights.
-
-    With ``parallel``, a second Ensemble alike: Nengo's optimizer then merges
-    their biases (and weights) into shared arrays.
-    """
-    with nengo.Network(seed=seed) as net:
-        net.inp = nengo.Node(np.sin, label="inp")
-        net.ens = nengo.Ensemble(
-            n_neurons, 1, neuron_type=neuron_type or nengo.LIFRate(), label="ens"
-        )
-        net.out = nengo.Node(size_in=1, label="out")
-        net.c_in = nengo.Connection(net.inp, net.ens, synapse=None, transform=1.0)
-        net.c_out = nengo.Connection(net.ens, net.out, synapse=0.005)
-        net.p = nengo.Probe(net.out, label="p")
-        if parallel:
-            ens2 = nengo.Ensemble(n_neurons, 1, neuron_type=net.ens.neuron_type)
-            nengo.Connection(net.inp, ens2, synapse=None, transform=1.0)
-            nengo.Connection(ens2, net.out, synapse=0.005)
-    return net
-
-
-def train(sim, net, epochs=3):
-    rng = np.random.RandomState(1)
-    x = rng.uniform(-1, 1, size=(2 * MB, STEPS, 1))
-    sim.compile(keras.optimizers.Adam(0.02), loss={net.p: "mse"})
-    sim.fit({net.inp: x}, {net.p: x**2}, epochs=epochs, verbose=0)
+from tests.helpers import MB, STEPS, objects, train, weights_net
 
 
 def signal(sim, obj, attr):
@@ -70,10 +37,6 @@ def assert_get_params_equal(a, b, order_a, order_b, **tols):
             assert_allclose(a[obj_a][name], b[obj_b][name], **tols)
 
 
-def objects(net):
-    return net.all_ensembles + net.all_connections
-
-
 # -- sim.data ---------------------------------------------------------------------
 
 
@@ -93,7 +56,7 @@ def test_seed_example_sim_data_shows_trained_values(capsys):
     assert "BuiltEnsemble" in capsys.readouterr().out
 
     # ...and after training
-    net = ramp_net()
+    net = weights_net()
     with nengo_jax.Simulator(net, minibatch_size=MB, progress_bar=False) as sim:
         built_ens, built_conn = sim.model.params[net.ens], sim.model.params[net.c_out]
         assert sim.data[net.ens] is built_ens  # untrained: Nengo's own arrays
@@ -148,7 +111,7 @@ def test_learning_rule_weights_are_state_not_parameters():
 
 
 def test_get_params():
-    net = ramp_net()
+    net = weights_net()
     with nengo_jax.Simulator(net, minibatch_size=MB, progress_bar=False) as sim:
         train(sim, net, epochs=1)
         params = sim.get_params()
@@ -178,7 +141,7 @@ def test_get_params():
 def test_save_load_into_a_rebuilt_network(tmp_path):
     path = tmp_path / "params"
     x = np.random.RandomState(3).uniform(-1, 1, size=(MB, STEPS, 1))
-    net = ramp_net(parallel=True)
+    net = weights_net(parallel=True)
     with nengo_jax.Simulator(net, minibatch_size=MB, progress_bar=False) as sim:
         train(sim, net)
         sim.save_params(path)  # ".npz" is added, as by np.savez
@@ -188,7 +151,7 @@ def test_save_load_into_a_rebuilt_network(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["params.npz"]
 
     # new objects: Nengo's optimizer merges signals into other arrays
-    net2 = ramp_net(parallel=True)
+    net2 = weights_net(parallel=True)
     with nengo_jax.Simulator(net2, minibatch_size=MB, progress_bar=False) as sim2:
         sim2.load_params(str(path) + ".npz")
         assert_get_params_equal(
@@ -211,13 +174,13 @@ def test_save_load_into_a_rebuilt_network(tmp_path):
 
 def test_rate_parameters_load_into_the_spiking_twin(tmp_path):
     path = tmp_path / "rate.npz"
-    rate = ramp_net(nengo.LIFRate())
+    rate = weights_net(nengo.LIFRate())
     with nengo_jax.Simulator(rate, minibatch_size=MB, progress_bar=False) as sim:
         train(sim, rate)
         sim.save_params(path)
         trained = sim.get_params()
 
-    spiking = ramp_net(nengo.LIF())  # built separately
+    spiking = weights_net(nengo.LIF())  # built separately
     with nengo_jax.Simulator(spiking, progress_bar=False) as sim:
         before = sim.get_params()
         sim.load_params(path)
@@ -238,13 +201,13 @@ def test_rate_parameters_load_into_the_spiking_twin(tmp_path):
 
 def test_save_load_with_state_continues_exactly(tmp_path):
     path = tmp_path / "state.npz"
-    net = ramp_net(nengo.LIF())
+    net = weights_net(nengo.LIF())
     with nengo_jax.Simulator(net, minibatch_size=2, progress_bar=False) as sim:
         sim.run_steps(30)
         sim.save_params(path, include_state=True)
         sim.run_steps(20)
         expected = sim.data[net.p][:, 30:]
-    net2 = ramp_net(nengo.LIF())
+    net2 = weights_net(nengo.LIF())
     with nengo_jax.Simulator(net2, minibatch_size=2, progress_bar=False) as sim2:
         sim2.load_params(path, include_state=True)
         assert sim2.n_steps == 30
@@ -252,7 +215,7 @@ def test_save_load_with_state_continues_exactly(tmp_path):
         sim2.run_steps(20)
         assert_allclose(sim2.data[net2.p], expected)
     # the state needs the same minibatch size; nothing changes otherwise
-    with nengo_jax.Simulator(ramp_net(nengo.LIF()), progress_bar=False) as sim3:
+    with nengo_jax.Simulator(weights_net(nengo.LIF()), progress_bar=False) as sim3:
         before = {k: np.array(v) for k, v in sim3._state.items()}
         with pytest.raises(ValidationError, match=r"shape \(1, 1\) here but \(2, 1\)"):
             sim3.load_params(path, include_state=True)
@@ -263,10 +226,10 @@ def test_save_load_with_state_continues_exactly(tmp_path):
 
 def structure_error_cases():
     def other_size():
-        return ramp_net(n_neurons=21)
+        return weights_net(n_neurons=21)
 
     def extra_connection():
-        net = ramp_net()
+        net = weights_net()
         with net:
             nengo.Connection(net.inp, net.out, transform=2.0, label="extra")
         return net
@@ -314,7 +277,7 @@ def structure_error_cases():
 )
 def test_other_structure_is_refused_and_nothing_changes(tmp_path, make, match):
     path = tmp_path / "params.npz"
-    with nengo_jax.Simulator(ramp_net(seed=1), progress_bar=False) as sim:
+    with nengo_jax.Simulator(weights_net(seed=1), progress_bar=False) as sim:
         sim.save_params(path)
     with nengo_jax.Simulator(make(), progress_bar=False) as sim:
         before = raw_params(sim)
@@ -381,7 +344,7 @@ UNREADABLE = "Cannot read .*bad.npz.* corrupt, truncated or not an .npz file"
 def test_bad_files_are_refused_and_nothing_changes(tmp_path, case, error, match):
     # the good file has other values (another seed), so any write would show
     good = tmp_path / "good.npz"
-    with nengo_jax.Simulator(ramp_net(seed=1), progress_bar=False) as sim:
+    with nengo_jax.Simulator(weights_net(seed=1), progress_bar=False) as sim:
         sim.save_params(good)
     content = bad_files(good)[case]
     path = tmp_path / "bad.npz"
@@ -393,7 +356,9 @@ def test_bad_files_are_refused_and_nothing_changes(tmp_path, case, error, match)
     elif isinstance(content, tuple):
         with open(path, "wb") as f:
             np.savez(f, **content[1])
-    with nengo_jax.Simulator(ramp_net(), minibatch_size=MB, progress_bar=False) as sim:
+    with nengo_jax.Simulator(
+        weights_net(), minibatch_size=MB, progress_bar=False
+    ) as sim:
         sim.run_steps(3)
         before, state = raw_params(sim), {k: np.array(v) for k, v in sim._state.items()}
         with pytest.raises(error, match=match):
@@ -411,7 +376,7 @@ def test_bad_files_are_refused_and_nothing_changes(tmp_path, case, error, match)
 
 def test_state_from_a_file_without_state_is_refused(tmp_path):
     path = tmp_path / "params.npz"
-    with nengo_jax.Simulator(ramp_net(), progress_bar=False) as sim:
+    with nengo_jax.Simulator(weights_net(), progress_bar=False) as sim:
         sim.save_params(path)
         sim.run_steps(2)
         before = raw_params(sim)
@@ -423,7 +388,7 @@ def test_state_from_a_file_without_state_is_refused(tmp_path):
 
 def test_save_is_atomic(tmp_path, monkeypatch):
     path = tmp_path / "params.npz"
-    net = ramp_net()
+    net = weights_net()
     with nengo_jax.Simulator(net, minibatch_size=MB, progress_bar=False) as sim:
         sim.save_params(path)
         saved = path.read_bytes()
@@ -446,7 +411,7 @@ def test_save_is_atomic(tmp_path, monkeypatch):
 
 
 def test_closed_simulator_refuses(tmp_path):
-    sim = nengo_jax.Simulator(ramp_net(), progress_bar=False)
+    sim = nengo_jax.Simulator(weights_net(), progress_bar=False)
     sim.save_params(tmp_path / "p")
     sim.close()
     for call in (
@@ -462,164 +427,8 @@ def test_closed_simulator_refuses(tmp_path):
 # -- back into Nengo --------------------------------------------------------------
 
 
-def mixed_net(seed=1):
-    """Every kind of connection weights: Dense, Sparse, decoders, full weights."""
-    with nengo.Network(seed=seed) as net:
-        net.inp = nengo.Node(nengo.processes.WhiteSignal(1, 5, seed=2), label="inp")
-        net.a = nengo.Ensemble(12, 2, neuron_type=nengo.LIFRate(), label="a")
-        net.b = nengo.Ensemble(8, 1, neuron_type=nengo.Sigmoid(), label="b")
-        net.d = nengo.Ensemble(3, 2, neuron_type=nengo.Direct(), label="d")
-        nengo.Connection(net.inp, net.a[0], transform=0.5, synapse=0.005)
-        pes = nengo.Connection(
-            net.a, net.b, function=lambda x: [x[0]], learning_rule_type=nengo.PES()
-        )
-        nengo.Connection(
-            net.a,
-            net.b,
-            function=lambda x: x[0] * x[1],
-            solver=nengo.solvers.LstsqL2(weights=True),
-        )
-        nengo.Connection(
-            net.a.neurons,
-            net.b.neurons,
-            transform=nengo.Sparse(
-                (8, 12), indices=[[0, 1], [3, 4], [7, 11]], init=[0.1, 0.2, -0.1]
-            ),
-        )
-        sparse = scipy.sparse.random(12, 8, density=0.2, random_state=1, format="csr")
-        nengo.Connection(
-            net.b.neurons, net.a.neurons, transform=nengo.Sparse((12, 8), init=sparse)
-        )
-        nengo.Connection(net.b, net.d[1], synapse=nengo.Alpha(0.01))
-        nengo.Connection(net.a, net.d, transform=[[1, 0.5], [0, 1]])
-        nengo.Connection(net.b, pes.learning_rule)
-        net.p = nengo.Probe(net.d, synapse=0.01, label="p")
-        nengo_jax.configure_settings(trainable=None)
-        # Nengo simulates Direct ensembles without encoders: nothing to freeze
-        net.config[net.d].trainable = False
-    return net
-
-
-def dense_data(weights):
-    """The stored values of dense or sparse (Nengo or scipy) weights."""
-    if isinstance(weights, nengo.transforms.SparseMatrix):
-        return weights.data
-    if scipy.sparse.issparse(weights):
-        return weights.tocsr().data
-    return np.asarray(weights)
-
-
-def test_freeze_then_nengo_simulator_reproduces_training():
-    net = mixed_net()
-    steps = 60
-    with nengo_jax.Simulator(net, progress_bar=False) as sim:
-        sim.compile(keras.optimizers.Adam(0.02), loss={net.p: "mse"})
-        sim.fit(n_steps=10, y={net.p: np.ones((4, 10, 2))}, epochs=2, verbose=0)
-        trained = sim.get_params()
-        sim.freeze_params(net)
-        sim.run_steps(steps)
-        ours = sim.data[net.p]
-        seed = sim.seed
-    with nengo.Simulator(net, seed=seed, progress_bar=False) as ref:
-        ref.run_steps(steps)
-        for obj in objects(net):
-            for name, value in trained[obj].items():
-                if name == "weights" and obj.learning_rule_type is None:
-                    assert_allclose(
-                        dense_data(ref.data[obj].weights), dense_data(value)
-                    )
-                elif name in ("scaled_encoders", "bias"):
-                    assert_allclose(getattr(ref.data[obj], name), value)
-    # training changed the output, and Nengo computes the trained model
-    original = mixed_net()
-    with nengo.Simulator(original, seed=seed, progress_bar=False) as untrained:
-        untrained.run_steps(steps)
-    assert not np.allclose(untrained.data[original.p], ours, atol=1e-2)
-    assert_allclose(ref.data[net.p], ours, atol=1e-4)
-
-
-def test_freeze_single_objects_and_spiking_network():
-    net = ramp_net(nengo.LIF())
-    with nengo_jax.Simulator(net, minibatch_size=MB, progress_bar=False) as sim:
-        train(sim, net)
-        sim.freeze_params([net.ens, net.c_out])  # not c_in
-        sim.freeze_params(net.c_in)
-        sim.run_steps(300)
-        ours = sim.data[net.p][0]
-    assert not net.ens.normalize_encoders
-    assert isinstance(net.c_in.transform, nengo.Dense)
-    assert isinstance(net.c_out.solver, nengo.solvers.NoSolver)
-    with nengo.Simulator(net, progress_bar=False) as ref:
-        ref.run_steps(300)
-    assert_allclose(ref.data[net.p], ours, atol=1e-4)
-
-
-def test_get_nengo_params_builds_equivalent_objects():
-    net = ramp_net()
-    with nengo_jax.Simulator(net, minibatch_size=MB, progress_bar=False) as sim:
-        train(sim, net, epochs=2)
-        ens_params = sim.get_nengo_params(net.ens)
-        listed = sim.get_nengo_params([net.ens, net.c_in, net.c_out])
-        by_label = sim.get_nengo_params([net.ens], as_dict=True)
-        with pytest.raises(ValidationError, match="unique label"):
-            sim.get_nengo_params(net, as_dict=True)
-        with pytest.raises(ValidationError, match="Expected a Network"):
-            sim.get_nengo_params(net.inp)
-        sim.run_steps(50)
-        ours = sim.data[net.p][0]
-    assert isinstance(ens_params, dict) and isinstance(listed, list)
-    assert set(by_label) == {"ens"}
-    assert set(ens_params) == {
-        "encoders",
-        "normalize_encoders",
-        "gain",
-        "bias",
-        "max_rates",
-        "intercepts",
-    }
-    assert set(listed[2]) == {"eval_points", "function", "solver", "transform"}
-
-    # a new network made of the same kinds of objects with these parameters
-    with nengo.Network(seed=5) as new:
-        inp = nengo.Node(np.sin)
-        ens = nengo.Ensemble(20, 1, neuron_type=nengo.LIFRate(), **listed[0])
-        out = nengo.Node(size_in=1)
-        nengo.Connection(inp, ens, synapse=None, **listed[1])
-        nengo.Connection(ens, out, synapse=0.005, **listed[2])
-        p = nengo.Probe(out)
-    with nengo.Simulator(new, progress_bar=False) as ref:
-        ref.run_steps(50)
-    assert_allclose(ref.data[p], ours, atol=1e-4)
-
-
-def test_fixed_weights_solver_is_not_compositional():
-    solver = FixedWeights(np.ones((3, 2)))
-    assert solver.weights and not solver.compositional
-    values, info = solver(None, None)
-    np.testing.assert_array_equal(values, np.ones((3, 2)))
-    assert info == {}
-
-
-def test_direct_ensemble_encoders_do_not_train():
-    """Direct ensembles have no neurons: their encoders are never trained."""
-    with nengo.Network(seed=0) as net:
-        inp = nengo.Node([0.5])
-        d = nengo.Ensemble(1, 1, neuron_type=nengo.Direct())
-        nengo.Connection(inp, d)
-        p = nengo.Probe(d)
-    with nengo_jax.Simulator(net, progress_bar=False) as sim:
-        sim.compile(keras.optimizers.SGD(0.5), loss={p: "mse"})
-        with pytest.raises(SimulationError, match="no trainable parameters"):
-            sim.fit(n_steps=2, y={p: np.ones((1, 2, 1))}, verbose=0)
-        sim.freeze_params(net)
-        assert sim.get_nengo_params(d) == {}
-
-
-# -- resets -----------------------------------------------------------------------
-
-
 def test_reset_restores_only_what_it_names(tmp_path):
-    net = ramp_net()
+    net = weights_net()
     with nengo_jax.Simulator(net, minibatch_size=MB, progress_bar=False) as sim:
         initial = raw_params(sim)
         train(sim, net, epochs=1)
