@@ -14,10 +14,10 @@ class TimeUpdateBuilder(OpBuilder):
     """Implements ``step += 1; time = step * dt``."""
 
     def step(self, env):
-        for op in self.ops:
-            step = env.read(op.step) + 1
-            env.write(op.step, step)
-            env.write(op.time, step.astype(self.ctx.dtype) * env.dt)
+        op = self.op
+        step = env.read(op.step) + 1
+        env.write(op.step, step)
+        env.write(op.time, step.astype(self.ctx.dtype) * env.dt)
 
 
 @register(Reset)
@@ -25,42 +25,35 @@ class ResetBuilder(OpBuilder):
     """Implements ``dst[...] = value``."""
 
     def step(self, env):
-        for op in self.ops:
-            env.write(op.dst, op.value)
+        env.write(self.op.dst, self.op.value)
 
 
 @register(Copy)
 class CopyBuilder(OpBuilder):
     """Implements ``dst[dst_slice] = src[src_slice]`` (or ``+=`` with ``inc``)."""
 
-    def __init__(self, ops, ctx):
-        super().__init__(ops, ctx)
+    def __init__(self, op, ctx):
+        super().__init__(op, ctx)
         layout = ctx.layout
-        self.views = []
-        for op in self.ops:
-            src = (
-                None
-                if op.src_slice is None
-                else layout.indexed_view(op.src, op.src_slice)
-            )
-            dst = None
-            if op.dst_slice is not None:
-                dst = layout.indexed_view(op.dst, op.dst_slice)
-                index = (
-                    dst.index
-                    if dst.index is not None
-                    else np.arange(dst.start, dst.stop)
+        self.src_view = (
+            None if op.src_slice is None else layout.indexed_view(op.src, op.src_slice)
+        )
+        self.dst_view = None
+        if op.dst_slice is not None:
+            dst = self.dst_view = layout.indexed_view(op.dst, op.dst_slice)
+            index = dst.index
+            if index is None:
+                index = np.arange(dst.start, dst.stop)
+            if not op.inc and len(np.unique(index)) < index.size:
+                raise BuildError(
+                    f"{op}: Cannot have repeated indices in ``dst_slice`` when "
+                    "copy is not an increment"
                 )
-                if not op.inc and len(np.unique(index)) < index.size:
-                    raise BuildError(
-                        f"{op}: Cannot have repeated indices in ``dst_slice`` when "
-                        "copy is not an increment"
-                    )
-            self.views.append((src, dst))
 
     def step(self, env):
-        for op, (src, dst) in zip(self.ops, self.views, strict=False):
-            env.write(op.dst, env.read(op.src, src), inc=op.inc, view=dst)
+        op = self.op
+        value = env.read(op.src, self.src_view)
+        env.write(op.dst, value, inc=op.inc, view=self.dst_view)
 
 
 def padded(value, shape, batched):
@@ -73,25 +66,24 @@ def padded(value, shape, batched):
 class ElementwiseIncBuilder(OpBuilder):
     """Implements ``Y[...] += A * X`` with NumPy broadcasting."""
 
-    def __init__(self, ops, ctx):
-        super().__init__(ops, ctx)
-        for op in self.ops:
-            a, x, y = (
-                padded(np.zeros(s.shape), s.shape, False)[0] for s in (op.A, op.X, op.Y)
-            )
-            for da, dx, dy in zip(a.shape, x.shape, y.shape, strict=False):
-                if not (da in [1, dy] and dx in [1, dy] and max(da, dx) == dy):
-                    raise BuildError(
-                        "Incompatible shapes in ElementwiseInc: "
-                        f"Trying to do {y.shape} += {a.shape} * {x.shape}"
-                    )
+    def __init__(self, op, ctx):
+        super().__init__(op, ctx)
+        a, x, y = (
+            padded(np.zeros(s.shape), s.shape, False)[0] for s in (op.A, op.X, op.Y)
+        )
+        for da, dx, dy in zip(a.shape, x.shape, y.shape, strict=False):
+            if not (da in [1, dy] and dx in [1, dy] and max(da, dx) == dy):
+                raise BuildError(
+                    "Incompatible shapes in ElementwiseInc: "
+                    f"Trying to do {y.shape} += {a.shape} * {x.shape}"
+                )
 
     def step(self, env):
-        for op in self.ops:
-            a = padded(env.read(op.A), op.A.shape, env.is_batched(op.A))
-            x = padded(env.read(op.X), op.X.shape, env.is_batched(op.X))
-            inc = a * x
-            env.inc(op.Y, jnp.reshape(inc, (inc.shape[0],) + op.Y.shape))
+        op = self.op
+        a = padded(env.read(op.A), op.A.shape, env.is_batched(op.A))
+        x = padded(env.read(op.X), op.X.shape, env.is_batched(op.X))
+        inc = a * x
+        env.inc(op.Y, jnp.reshape(inc, (inc.shape[0],) + op.Y.shape))
 
 
 @register(SimProbe)

@@ -127,14 +127,14 @@ class GeneralConvIncBuilder(OpBuilder):
     own kernel.
     """
 
-    def __init__(self, ops, ctx: BuildContext):
-        super().__init__(ops, ctx)
-        for op in self.ops:
-            check_conv(op)
-        self.plans = [conv_plan(op) for op in self.ops]
+    def __init__(self, op, ctx: BuildContext):
+        super().__init__(op, ctx)
+        check_conv(op)
+        self.plan = conv_plan(op)
 
-    def convolve(self, plan: ConvPlan, x, w):
+    def convolve(self, x, w):
         """``x`` (with a batch axis) convolved with ``w`` (without one)."""
+        plan = self.plan
         if plan.flip:
             w = w[tuple(slice(None, None, -1) for _ in plan.strides)]
         return lax.conv_general_dilated(
@@ -149,17 +149,14 @@ class GeneralConvIncBuilder(OpBuilder):
         )
 
     def step(self, env):
-        B = env.minibatch_size
-        for op, plan in zip(self.ops, self.plans, strict=True):
-            x = env.read_batched(op.X).reshape((B,) + plan.in_shape)
-            w = env.read(op.W)
-            if env.is_batched(op.W):
-                y = jax.vmap(
-                    lambda x, w, plan=plan: self.convolve(plan, x[None], w)[0]
-                )(x, w)
-            else:
-                y = self.convolve(plan, x, w)
-            env.inc(op.Y, y.reshape((B,) + op.Y.shape))
+        op, B = self.op, env.minibatch_size
+        x = env.read_batched(op.X).reshape((B,) + self.plan.in_shape)
+        w = env.read(op.W)
+        if env.is_batched(op.W):
+            y = jax.vmap(lambda x, w: self.convolve(x[None], w)[0])(x, w)
+        else:
+            y = self.convolve(x, w)
+        env.inc(op.Y, y.reshape((B,) + op.Y.shape))
 
 
 @register(ConvInc)

@@ -24,13 +24,13 @@ class DotIncBuilder(OpBuilder):
     """Implements ``Y[...] += A.dot(X)`` (reshaped to ``Y.shape`` if needed)."""
 
     def step(self, env):
-        for op in self.ops:
-            a_batched, x_batched = env.is_batched(op.A), env.is_batched(op.X)
-            inc = batched_dot(
-                env.read(op.A), env.read(op.X), a_batched, x_batched, self.ctx.precision
-            )
-            lead = inc.shape[:1] if (a_batched or x_batched) else ()
-            env.inc(op.Y, inc.reshape(lead + op.Y.shape))
+        op = self.op
+        a_batched, x_batched = env.is_batched(op.A), env.is_batched(op.X)
+        inc = batched_dot(
+            env.read(op.A), env.read(op.X), a_batched, x_batched, self.ctx.precision
+        )
+        lead = inc.shape[:1] if (a_batched or x_batched) else ()
+        env.inc(op.Y, inc.reshape(lead + op.Y.shape))
 
 
 @register(SparseDotInc)
@@ -41,20 +41,18 @@ class SparseDotIncBuilder(OpBuilder):
     static indices.
     """
 
-    def __init__(self, ops, ctx):
-        super().__init__(ops, ctx)
-        self.coords = []
-        for op in self.ops:
-            _, rows, cols = sparse_coords(op.A.initial_value)
-            self.coords.append((rows, cols, op.A.shape[0]))
+    def __init__(self, op, ctx):
+        super().__init__(op, ctx)
+        _, self.rows, self.cols = sparse_coords(op.A.initial_value)
+        self.n_rows = op.A.shape[0]
 
     def step(self, env):
-        for op, (rows, cols, n_rows) in zip(self.ops, self.coords, strict=False):
-            data = env.read(op.A)
-            x = env.read_batched(op.X).reshape((env.minibatch_size, -1))
-            products = data * x[:, cols]
-            y = jnp.zeros((env.minibatch_size, n_rows), products.dtype)
-            env.inc(op.Y, y.at[:, rows].add(products).reshape((-1,) + op.Y.shape))
+        op = self.op
+        data = env.read(op.A)
+        x = env.read_batched(op.X).reshape((env.minibatch_size, -1))
+        products = data * x[:, self.cols]
+        y = jnp.zeros((env.minibatch_size, self.n_rows), products.dtype)
+        env.inc(op.Y, y.at[:, self.rows].add(products).reshape((-1,) + op.Y.shape))
 
 
 @register(BsrDotInc)
@@ -65,35 +63,32 @@ class BsrDotIncBuilder(OpBuilder):
     ``indices`` and ``indptr`` give their positions, as in `scipy.sparse.bsr_matrix`.
     """
 
-    def __init__(self, ops, ctx):
-        super().__init__(ops, ctx)
-        self.plans = []
-        for op in self.ops:
-            n_rows = len(op.indptr) - 1
-            rows = np.repeat(np.arange(n_rows), np.diff(op.indptr))
-            indices = np.asarray(op.indices)
-            # Nengo's optimizer makes block-diagonal matrices (one block per block
-            # row, in order): then neither the gather nor the scatter is needed.
-            in_order = np.array_equal(indices, np.arange(len(indices)))
-            diagonal = np.array_equal(rows, np.arange(n_rows))
-            self.plans.append((rows, None if in_order else indices, diagonal))
+    def __init__(self, op, ctx):
+        super().__init__(op, ctx)
+        n_rows = len(op.indptr) - 1
+        self.rows = np.repeat(np.arange(n_rows), np.diff(op.indptr))
+        indices = np.asarray(op.indices)
+        # Nengo's optimizer makes block-diagonal matrices (one block per block
+        # row, in order): then neither the gather nor the scatter is needed.
+        in_order = np.array_equal(indices, np.arange(len(indices)))
+        self.indices = None if in_order else indices
+        self.diagonal = np.array_equal(self.rows, np.arange(n_rows))
 
     def step(self, env):
-        B = env.minibatch_size
-        for op, (rows, indices, diagonal) in zip(self.ops, self.plans, strict=True):
-            blocks = env.read(op.A)
-            n_rows, (block_rows, block_cols) = len(op.indptr) - 1, op.A.shape[1:]
-            x = env.read_batched(op.X).reshape((B, -1, block_cols))
-            if indices is not None:
-                # (B, n_blocks, block_cols)
-                x = x.at[:, indices].get(mode="promise_in_bounds")
-            if block_cols == 1:
-                # a product of elements: written as one, XLA computes it in
-                # place of the consumer, where a dot would add transposes
-                y = blocks[..., 0] * x
-            else:
-                spec = "bkij,bkj->bki" if env.is_batched(op.A) else "kij,bkj->bki"
-                y = jnp.einsum(spec, blocks, x, precision=self.ctx.precision)
-            if not diagonal:
-                y = jnp.zeros((B, n_rows, block_rows), y.dtype).at[:, rows].add(y)
-            env.inc(op.Y, y.reshape((B,) + op.Y.shape))
+        op, B = self.op, env.minibatch_size
+        blocks = env.read(op.A)
+        n_rows, (block_rows, block_cols) = len(op.indptr) - 1, op.A.shape[1:]
+        x = env.read_batched(op.X).reshape((B, -1, block_cols))
+        if self.indices is not None:
+            # (B, n_blocks, block_cols)
+            x = x.at[:, self.indices].get(mode="promise_in_bounds")
+        if block_cols == 1:
+            # a product of elements: written as one, XLA computes it in
+            # place of the consumer, where a dot would add transposes
+            y = blocks[..., 0] * x
+        else:
+            spec = "bkij,bkj->bki" if env.is_batched(op.A) else "kij,bkj->bki"
+            y = jnp.einsum(spec, blocks, x, precision=self.ctx.precision)
+        if not self.diagonal:
+            y = jnp.zeros((B, n_rows, block_rows), y.dtype).at[:, self.rows].add(y)
+        env.inc(op.Y, y.reshape((B,) + op.Y.shape))

@@ -50,36 +50,28 @@ class SimPESBuilder(OpBuilder):
     outer products side by side.
     """
 
-    def __init__(self, ops, ctx: BuildContext):
-        super().__init__(ops, ctx)
-        self.alphas, self.views = [], []
-        for op in self.ops:
-            k = getattr(op, "n_rules", 1)
-            check_vector(op, "pre_filtered", op.pre_filtered)
-            check_vector(op, "error", op.error)
-            pre_index = getattr(op, "pre_index", None)
-            error_index = getattr(op, "error_index", None)
-            n = (op.pre_filtered.size if pre_index is None else pre_index.size) // k
-            d = (op.error.size if error_index is None else error_index.size) // k
-            check_delta(op, (k * d, n))
-            self.alphas.append(-op.learning_rate * ctx.dt / n)
-            self.views.append(
-                (
-                    (k, d, n),
-                    ctx.layout.index_view(op.pre_filtered, pre_index),
-                    ctx.layout.index_view(op.error, error_index),
-                )
-            )
+    def __init__(self, op, ctx: BuildContext):
+        super().__init__(op, ctx)
+        k = getattr(op, "n_rules", 1)
+        check_vector(op, "pre_filtered", op.pre_filtered)
+        check_vector(op, "error", op.error)
+        pre_index = getattr(op, "pre_index", None)
+        error_index = getattr(op, "error_index", None)
+        n = (op.pre_filtered.size if pre_index is None else pre_index.size) // k
+        d = (op.error.size if error_index is None else error_index.size) // k
+        check_delta(op, (k * d, n))
+        self.alpha = -op.learning_rate * ctx.dt / n
+        self.shape = (k, d, n)
+        self.pre_view = ctx.layout.index_view(op.pre_filtered, pre_index)
+        self.error_view = ctx.layout.index_view(op.error, error_index)
 
     def step(self, env):
-        for op, alpha, ((k, d, n), pre_view, error_view) in zip(
-            self.ops, self.alphas, self.views, strict=True
-        ):
-            error = env.read_batched(op.error, error_view)
-            pre = env.read_batched(op.pre_filtered, pre_view)
-            B = error.shape[0]
-            delta = outer(alpha * error.reshape(B * k, d), pre.reshape(B * k, n))
-            env.write(op.delta, delta.reshape(B, k * d, n))
+        op, (k, d, n) = self.op, self.shape
+        error = env.read_batched(op.error, self.error_view)
+        pre = env.read_batched(op.pre_filtered, self.pre_view)
+        B = error.shape[0]
+        delta = outer(self.alpha * error.reshape(B * k, d), pre.reshape(B * k, n))
+        env.write(op.delta, delta.reshape(B, k * d, n))
 
 
 @register(SimBCM)
@@ -90,20 +82,19 @@ class SimBCMBuilder(OpBuilder):
     modification threshold (a slowly filtered ``post``).
     """
 
-    def __init__(self, ops, ctx: BuildContext):
-        super().__init__(ops, ctx)
-        for op in self.ops:
-            check_vector(op, "pre_filtered", op.pre_filtered)
-            check_vector(op, "post_filtered", op.post_filtered)
-            check_delta(op, (op.post_filtered.shape[0], op.pre_filtered.shape[0]))
+    def __init__(self, op, ctx: BuildContext):
+        super().__init__(op, ctx)
+        check_vector(op, "pre_filtered", op.pre_filtered)
+        check_vector(op, "post_filtered", op.post_filtered)
+        check_delta(op, (op.post_filtered.shape[0], op.pre_filtered.shape[0]))
 
     def step(self, env):
-        for op in self.ops:
-            alpha = op.learning_rate * env.dt
-            pre = env.read_batched(op.pre_filtered)
-            post = env.read_batched(op.post_filtered)
-            theta = env.read_batched(op.theta)
-            env.write(op.delta, outer(alpha * post * (post - theta), pre))
+        op = self.op
+        alpha = op.learning_rate * env.dt
+        pre = env.read_batched(op.pre_filtered)
+        post = env.read_batched(op.post_filtered)
+        theta = env.read_batched(op.theta)
+        env.write(op.delta, outer(alpha * post * (post - theta), pre))
 
 
 @register(SimOja)
@@ -114,29 +105,28 @@ class SimOjaBuilder(OpBuilder):
     the current weights ``W``.
     """
 
-    def __init__(self, ops, ctx: BuildContext):
-        super().__init__(ops, ctx)
-        for op in self.ops:
-            check_vector(op, "pre_filtered", op.pre_filtered)
-            check_vector(op, "post_filtered", op.post_filtered)
-            shape = (op.post_filtered.shape[0], op.pre_filtered.shape[0])
-            check_delta(op, shape)
-            if tuple(op.weights.shape) != shape:
-                raise BuildError(
-                    f"{op}: weights must have shape {shape} (post, pre); "
-                    f"got {op.weights.shape}"
-                )
+    def __init__(self, op, ctx: BuildContext):
+        super().__init__(op, ctx)
+        check_vector(op, "pre_filtered", op.pre_filtered)
+        check_vector(op, "post_filtered", op.post_filtered)
+        shape = (op.post_filtered.shape[0], op.pre_filtered.shape[0])
+        check_delta(op, shape)
+        if tuple(op.weights.shape) != shape:
+            raise BuildError(
+                f"{op}: weights must have shape {shape} (post, pre); "
+                f"got {op.weights.shape}"
+            )
 
     def step(self, env):
-        for op in self.ops:
-            alpha = op.learning_rate * env.dt
-            pre = env.read_batched(op.pre_filtered)
-            post = env.read_batched(op.post_filtered)
-            weights = env.read_batched(op.weights)
-            # Same order of operations as Nengo: forgetting term, then Hebbian term.
-            post_squared = alpha * post * post
-            delta = -op.beta * weights * post_squared[:, :, None]
-            env.write(op.delta, delta + outer(alpha * post, pre))
+        op = self.op
+        alpha = op.learning_rate * env.dt
+        pre = env.read_batched(op.pre_filtered)
+        post = env.read_batched(op.post_filtered)
+        weights = env.read_batched(op.weights)
+        # Same order of operations as Nengo: forgetting term, then Hebbian term.
+        post_squared = alpha * post * post
+        delta = -op.beta * weights * post_squared[:, :, None]
+        env.write(op.delta, delta + outer(alpha * post, pre))
 
 
 @register(SimVoja)
@@ -149,37 +139,34 @@ class SimVojaBuilder(OpBuilder):
     learning signal and ``scale`` (gain / radius) the length of each encoder.
     """
 
-    def __init__(self, ops, ctx: BuildContext):
-        super().__init__(ops, ctx)
-        self.scales = []
-        for op in self.ops:
-            check_vector(op, "pre_decoded", op.pre_decoded)
-            check_vector(op, "post_filtered", op.post_filtered)
-            shape = (op.post_filtered.shape[0], op.pre_decoded.shape[0])
-            check_delta(op, shape)
-            scale = np.asarray(op.scale, dtype=ctx.dtype)
-            if scale.shape != shape[:1]:
-                raise BuildError(
-                    f"{op}: scale must have one value per postsynaptic neuron, shape "
-                    f"{shape[:1]}; got {scale.shape}"
-                )
-            if op.learning_signal.size != 1:
-                raise BuildError(
-                    f"{op}: learning_signal must hold one value; got shape "
-                    f"{op.learning_signal.shape}"
-                )
-            self.scales.append(scale[:, None])
+    def __init__(self, op, ctx: BuildContext):
+        super().__init__(op, ctx)
+        check_vector(op, "pre_decoded", op.pre_decoded)
+        check_vector(op, "post_filtered", op.post_filtered)
+        shape = (op.post_filtered.shape[0], op.pre_decoded.shape[0])
+        check_delta(op, shape)
+        scale = np.asarray(op.scale, dtype=ctx.dtype)
+        if scale.shape != shape[:1]:
+            raise BuildError(
+                f"{op}: scale must have one value per postsynaptic neuron, shape "
+                f"{shape[:1]}; got {scale.shape}"
+            )
+        if op.learning_signal.size != 1:
+            raise BuildError(
+                f"{op}: learning_signal must hold one value; got shape "
+                f"{op.learning_signal.shape}"
+            )
+        self.scale = scale[:, None]
 
     def step(self, env):
-        B = env.minibatch_size
-        for op, scale in zip(self.ops, self.scales, strict=True):
-            alpha = op.learning_rate * env.dt
-            x = env.read_batched(op.pre_decoded)
-            post = env.read_batched(op.post_filtered)
-            encoders = env.read_batched(op.scaled_encoders)
-            learning = env.read_batched(op.learning_signal).reshape((B, 1, 1))
-            change = scale * outer(post, x) - post[:, :, None] * encoders
-            env.write(op.delta, alpha * learning * change)
+        op, B = self.op, env.minibatch_size
+        alpha = op.learning_rate * env.dt
+        x = env.read_batched(op.pre_decoded)
+        post = env.read_batched(op.post_filtered)
+        encoders = env.read_batched(op.scaled_encoders)
+        learning = env.read_batched(op.learning_signal).reshape((B, 1, 1))
+        change = self.scale * outer(post, x) - post[:, :, None] * encoders
+        env.write(op.delta, alpha * learning * change)
 
 
 @register(SimRLS)
@@ -191,28 +178,27 @@ class SimRLSBuilder(OpBuilder):
     ``P`` is state, so each batch item keeps its own estimate.
     """
 
-    def __init__(self, ops, ctx: BuildContext):
-        super().__init__(ops, ctx)
-        for op in self.ops:
-            check_vector(op, "pre_filtered", op.pre_filtered)
-            check_vector(op, "error", op.error)
-            n = op.pre_filtered.shape[0]
-            if tuple(op.inv_gamma.shape) != (n, n):
-                raise BuildError(
-                    f"{op}: inv_gamma must be a square matrix of shape {(n, n)} "
-                    f"(one row per presynaptic neuron); got {op.inv_gamma.shape}"
-                )
-            P = np.asarray(op.inv_gamma.initial_value)
-            if not np.array_equal(P, P.T):
-                raise BuildError(f"{op}: inv_gamma (P) must be symmetric initially")
-            check_delta(op, (op.error.shape[0], n))
+    def __init__(self, op, ctx: BuildContext):
+        super().__init__(op, ctx)
+        check_vector(op, "pre_filtered", op.pre_filtered)
+        check_vector(op, "error", op.error)
+        n = op.pre_filtered.shape[0]
+        if tuple(op.inv_gamma.shape) != (n, n):
+            raise BuildError(
+                f"{op}: inv_gamma must be a square matrix of shape {(n, n)} "
+                f"(one row per presynaptic neuron); got {op.inv_gamma.shape}"
+            )
+        P = np.asarray(op.inv_gamma.initial_value)
+        if not np.array_equal(P, P.T):
+            raise BuildError(f"{op}: inv_gamma (P) must be symmetric initially")
+        check_delta(op, (op.error.shape[0], n))
 
     def step(self, env):
-        for op in self.ops:
-            r = env.read_batched(op.pre_filtered)
-            error = env.read_batched(op.error)
-            P = env.read_batched(op.inv_gamma)
-            Pr = jnp.einsum("bij,bj->bi", P, r, precision=self.ctx.precision)
-            rPr1 = 1 / (1 + jnp.sum(r * Pr, axis=-1, keepdims=True))  # (B, 1)
-            env.write(op.inv_gamma, P - outer(Pr, Pr * rPr1))
-            env.write(op.delta, outer(error, -rPr1 * Pr))
+        op = self.op
+        r = env.read_batched(op.pre_filtered)
+        error = env.read_batched(op.error)
+        P = env.read_batched(op.inv_gamma)
+        Pr = jnp.einsum("bij,bj->bi", P, r, precision=self.ctx.precision)
+        rPr1 = 1 / (1 + jnp.sum(r * Pr, axis=-1, keepdims=True))  # (B, 1)
+        env.write(op.inv_gamma, P - outer(Pr, Pr * rPr1))
+        env.write(op.delta, outer(error, -rPr1 * Pr))

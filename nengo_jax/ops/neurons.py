@@ -12,7 +12,6 @@ import copy
 import zlib
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from nengo.builder.neurons import SimNeurons
 from nengo.exceptions import BuildError
@@ -82,20 +81,19 @@ class UniformStream(HostStream):
 class SimNeuronsBuilder(OpBuilder):
     """Implements ``output[...], state[...] = neurons.step(dt, J, **state)``.
 
-    Operators of one native neuron type are computed together: their inputs,
-    states and per-neuron parameters are concatenated along the neuron axis.
-    A type without a JAX version runs Nengo's NumPy ``step`` on the host.
+    A native type runs its maths from `nengo_jax.neurons`; a type without a JAX
+    version runs Nengo's NumPy ``step`` on the host. A merged operator stands
+    for ensembles of one (equal) neuron type, their signals concatenated.
     """
 
-    def __init__(self, ops, ctx):
-        super().__init__(ops, ctx)
-        for op in self.ops:
-            if isinstance(op.neurons, Direct):
-                raise BuildError(
-                    f"{op}: Direct neurons have no neuron dynamics to simulate; "
-                    "Nengo builds Direct ensembles as Python functions, not SimNeurons"
-                )
-        self.maths = maths_for(self.ops[0].neurons)
+    def __init__(self, op, ctx):
+        super().__init__(op, ctx)
+        if isinstance(op.neurons, Direct):
+            raise BuildError(
+                f"{op}: Direct neurons have no neuron dynamics to simulate; "
+                "Nengo builds Direct ensembles as Python functions, not SimNeurons"
+            )
+        self.maths = maths_for(op.neurons)
         if self.maths is None:
             self._prepare_host()
         else:
@@ -126,70 +124,42 @@ class SimNeuronsBuilder(OpBuilder):
     # -- native ---------------------------------------------------------------------
 
     def _prepare_native(self):
-        maths, dtype = self.maths, self.ctx.dtype
-        self.sizes = [op.J.size for op in self.ops]
-        for op in self.ops:
-            if op.J.shape != op.output.shape or set(op.state) != set(maths.state):
-                raise BuildError(
-                    f"{op}: expected input and output of equal shape and state "
-                    f"{sorted(maths.state)}; got J {op.J.shape}, output "
-                    f"{op.output.shape} and state {sorted(op.state)}"
-                )
-        per_op = [params_of(op.neurons, maths) for op in self.ops]
-        self.params = {}
-        for name in maths.params + maths.static:
-            values = [p[name] for p in per_op]
-            if all(v == values[0] for v in values):
-                self.params[name] = values[0]
-            elif name in maths.static:
-                raise BuildError(
-                    f"Neuron types {[op.neurons for op in self.ops]} cannot be "
-                    f"computed together: expected equal {name!r}, got {values}"
-                )
-            else:
-                # float64 like the Python floats of a single op, so that constants
-                # such as ``amplitude / dt`` round alike whether merged or not.
-                self.params[name] = np.concatenate(
-                    [
-                        np.full(n, v, np.float64)
-                        for n, v in zip(self.sizes, values, strict=True)
-                    ]
-                )
-        if maths.noise == "uniform":
-            self.host_streams = tuple(
-                UniformStream(op.state_extra["rng"], op.J.size, dtype)
-                for op in self.ops
+        op, maths = self.op, self.maths
+        if op.J.shape != op.output.shape or set(op.state) != set(maths.state):
+            raise BuildError(
+                f"{op}: expected input and output of equal shape and state "
+                f"{sorted(maths.state)}; got J {op.J.shape}, output "
+                f"{op.output.shape} and state {sorted(op.state)}"
             )
+        # the type's parameters, as Python floats and bools
+        params = params_of(op.neurons, maths)
+        self.params = {name: params[name] for name in maths.params + maths.static}
+        if maths.noise == "uniform":
+            self.stream = UniformStream(
+                op.state_extra["rng"], op.J.size, self.ctx.dtype
+            )
+            self.host_streams = (self.stream,)
         elif maths.noise == "key":
-            self.salt = rng_salt(self.ops[0].state_extra["rng"])
-
-    def _concat(self, env, sigs):
-        B = env.minibatch_size
-        parts = [env.read_batched(sig).reshape(B, -1) for sig in sigs]
-        return parts[0] if len(parts) == 1 else jnp.concatenate(parts, axis=1)
-
-    def _split(self, env, sigs, value):
-        bounds = np.cumsum(self.sizes)[:-1]
-        for sig, part in zip(sigs, jnp.split(value, bounds, axis=1), strict=True):
-            env.write(sig, part.reshape((-1,) + sig.shape))
+            self.salt = rng_salt(op.state_extra["rng"])
 
     def _step_native(self, env):
-        maths = self.maths
-        J = self._concat(env, [op.J for op in self.ops])
+        op, maths, B = self.op, self.maths, env.minibatch_size
+        J = env.read_batched(op.J).reshape(B, -1)
         state = {
-            name: self._concat(env, [op.state[name] for op in self.ops])
+            name: env.read_batched(op.state[name]).reshape(B, -1)
             for name in maths.state
         }
         noise = None
         if maths.noise == "uniform":
-            noise = jnp.concatenate([env.stream(s) for s in self.host_streams], axis=1)
+            noise = env.stream(self.stream)
         elif maths.noise == "key":
             noise = env.rng_key(self.salt)
         step = self._training_step if env.training else maths.step
         output, state = step(env.dt, J, state, self.params, noise)
-        self._split(env, [op.output for op in self.ops], output)
+        env.write(op.output, output.reshape((-1,) + op.output.shape))
         for name in maths.state:
-            self._split(env, [op.state[name] for op in self.ops], state[name])
+            sig = op.state[name]
+            env.write(sig, state[name].reshape((-1,) + sig.shape))
 
     def _training_step(self, dt, J, state, p, noise):
         """The step used in training: spiking types run as their rate version.
@@ -204,8 +174,8 @@ class SimNeuronsBuilder(OpBuilder):
             return maths.step(dt, J, state, p, noise)
         if maths.rate is None:
             self.ctx.warn_once(
-                ("no rate", type(self.ops[0].neurons)),
-                f"{type(self.ops[0].neurons).__name__} neurons have no rate "
+                ("no rate", type(self.op.neurons)),
+                f"{type(self.op.neurons).__name__} neurons have no rate "
                 "approximation: training runs them spiking, and almost no gradient "
                 "passes through them",
             )
@@ -224,12 +194,6 @@ class SimNeuronsBuilder(OpBuilder):
     # -- host fallback ----------------------------------------------------------------
 
     def _prepare_host(self):
-        if len(self.ops) != 1:
-            raise BuildError(
-                f"Neuron type {self.ops[0].neurons} runs on the host and cannot be "
-                f"merged; got {len(self.ops)} operators"
-            )
-        (self.op,) = self.ops
         neurons = self.op.neurons
         self.names = tuple(self.op.state)
         self.ctx.warn_once(

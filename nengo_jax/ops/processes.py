@@ -147,47 +147,41 @@ class SimProcessBuilder(OpBuilder):
     processes without input are streamed from the host, and others call their
     step function on the host each timestep.
 
-    At every reset, each operator draws its seed from the simulator's generator
+    At every reset, the operator draws its seed from the simulator's generator
     exactly as `SimProcess.make_step` does (synapses too), so that seeds stay
     aligned with `nengo.Simulator`.
     """
 
-    def __init__(self, ops, ctx):
-        super().__init__(ops, ctx)
-        self.runners = [runner_for(op, ctx) for op in self.ops]
-        self.host_streams = tuple(s for r in self.runners for s in r.host_streams)
+    def __init__(self, op, ctx):
+        super().__init__(op, ctx)
+        self.runner = runner_for(op, ctx)
+        self.host_streams = self.runner.host_streams
         # gathered synapses read and write by index (see MergedSimProcess)
-        self.views = [
-            (
-                ctx.layout.index_view(op.input, getattr(op, "input_index", None)),
-                ctx.layout.index_view(op.output, getattr(op, "output_index", None)),
-            )
-            for op in self.ops
-        ]
+        self.input_view = ctx.layout.index_view(
+            op.input, getattr(op, "input_index", None)
+        )
+        self.output_view = ctx.layout.index_view(
+            op.output, getattr(op, "output_index", None)
+        )
 
     def fed_output(self):
-        (op,) = self.ops if len(self.ops) == 1 else (None,)
-        if op is not None and op.input is None and op.mode == "set":
-            return op.output
-        return None
+        op = self.op
+        return op.output if op.input is None and op.mode == "set" else None
 
     def reset_host(self, rng, minibatch_size):
-        for op, runner in zip(self.ops, self.runners, strict=True):
-            # a merged synapse draws once per synapse it stands for, as Nengo's
-            # SimProcess operators each draw (see MergedSimProcess)
-            seeds = [
-                process_seed(op.process, rng)
-                for _ in range(getattr(op, "n_processes", 1))
-            ]
-            runner.reset(seeds[0], minibatch_size)
+        op = self.op
+        # a merged synapse draws once per synapse it stands for, as Nengo's
+        # SimProcess operators each draw (see MergedSimProcess)
+        seeds = [
+            process_seed(op.process, rng) for _ in range(getattr(op, "n_processes", 1))
+        ]
+        self.runner.reset(seeds[0], minibatch_size)
 
     def step(self, env):
-        for op, runner, (u_view, y_view) in zip(
-            self.ops, self.runners, self.views, strict=True
-        ):
-            u = None if op.input is None else env.read_batched(op.input, u_view)
-            y = runner(env, u)
-            env.write(op.output, y, inc=op.mode == "inc", view=y_view)
+        op = self.op
+        u = None if op.input is None else env.read_batched(op.input, self.input_view)
+        y = self.runner(env, u)
+        env.write(op.output, y, inc=op.mode == "inc", view=self.output_view)
 
 
 def runner_for(op, ctx):

@@ -21,10 +21,8 @@ class SimPyFuncBuilder(OpBuilder):
     loop through a host callback, once per batch item.
     """
 
-    def __init__(self, ops, ctx):
-        super().__init__(ops, ctx)
-        (op,) = self.ops  # Python functions are never merged
-        self.op = op
+    def __init__(self, op, ctx):
+        super().__init__(op, ctx)
         self.label = op.tag or str(op)
         shape = None if op.output is None else op.output.shape
         if op.x is None:

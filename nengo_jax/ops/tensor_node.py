@@ -25,10 +25,8 @@ class SimTensorNodeBuilder(OpBuilder):
     the learning phase.
     """
 
-    def __init__(self, ops, ctx):
-        super().__init__(ops, ctx)
-        (op,) = self.ops  # user code is never merged
-        self.op = op
+    def __init__(self, op, ctx):
+        super().__init__(op, ctx)
         node = op.node
         spec = output_spec(node, ctx.minibatch_size)
         expected = (ctx.minibatch_size,) + tuple(node.shape_out)

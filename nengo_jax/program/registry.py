@@ -40,7 +40,10 @@ class BuildContext:
 
 
 class OpBuilder:
-    """Builds a group of operators of one family into a traced step.
+    """Builds one operator into a traced step.
+
+    The operator may be a merged one standing for many (see
+    `nengo_jax.optimizer`); a builder computes exactly the operator it is given.
 
     ``__init__`` is the *prepare* phase: it runs once, in NumPy, and computes
     everything static (indices, constants). ``step`` runs inside ``jit`` and
@@ -48,8 +51,8 @@ class OpBuilder:
 
     Parameters
     ----------
-    ops : list of Operator
-        The operators this builder computes together (one, unless merged).
+    op : Operator
+        The operator this builder computes.
     ctx : BuildContext
         Static facts about the build.
     """
@@ -57,12 +60,12 @@ class OpBuilder:
     #: Host streams this builder reads each step (see `nengo_jax.program.host`).
     host_streams: tuple = ()
 
-    def __init__(self, ops, ctx: BuildContext):
-        self.ops = list(ops)
+    def __init__(self, op, ctx: BuildContext):
+        self.op = op
         self.ctx = ctx
 
     def step(self, env) -> None:
-        """Compute one timestep of ``self.ops`` (traced)."""
+        """Compute one timestep of ``self.op`` (traced)."""
         raise NotImplementedError
 
     def reset_host(self, rng: np.random.RandomState, minibatch_size: int) -> None:

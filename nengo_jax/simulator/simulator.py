@@ -184,7 +184,7 @@ class Simulator(
             lif_smoothing=self.settings.lif_smoothing,
             surrogate_gradients=self.settings.surrogate_gradients,
         )
-        builders = [builder_for(op)([op], ctx) for op in self._ops]
+        builders = [builder_for(op)(op, ctx) for op in self._ops]
         self._probe_keys = {
             probe: f"probe{i}" for i, (probe, _) in enumerate(probe_sigs)
         }
@@ -421,7 +421,7 @@ class Simulator(
                 rank = self._seed_rank
                 for builder in sorted(
                     self._program.builders,
-                    key=lambda b: min(rank.get(op, len(rank)) for op in b.ops),
+                    key=lambda b: rank.get(b.op, len(rank)),
                 ):
                     builder.reset_host(rng, self.minibatch_size)
                 state[RNG_KEY] = new_rng_state(self._seed)

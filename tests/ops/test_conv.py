@@ -235,4 +235,4 @@ def test_kernel_shape_mismatch_raises():
         model=None, layout=None, dt=0.001, minibatch_size=1, dtype="float32"
     )
     with pytest.raises(BuildError, match=r"kernel W .* must have shape \(2, 2, 3\)"):
-        ConvIncBuilder([op], ctx)
+        ConvIncBuilder(op, ctx)

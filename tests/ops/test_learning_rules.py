@@ -227,4 +227,4 @@ def test_rls_rejects_asymmetric_inverse_gamma():
     P = Signal(np.triu(np.ones((3, 3))), name="P")
     op = SimRLS(Signal(np.zeros(3)), Signal(np.zeros(1)), Signal(np.zeros((1, 3))), P)
     with pytest.raises(BuildError, match="symmetric"):
-        SimRLSBuilder([op], None)
+        SimRLSBuilder(op, None)

@@ -20,7 +20,6 @@ from nengo_jax import Simulator
 from nengo_jax.neurons import MATHS, maths_for, params_of
 from nengo_jax.ops.neurons import SimNeuronsBuilder
 from nengo_jax.optimizer.mergers import mergeable
-from nengo_jax.program.program import Program
 from nengo_jax.testing import assert_allclose, run_both
 
 DT = 0.001
@@ -388,57 +387,48 @@ def test_direct_never_reaches_simneurons():
     sig = nengo.builder.signal.Signal(shape=(3,))
     op = SimNeurons(nengo.Direct(), sig, sig)
     with pytest.raises(BuildError, match="Direct"):
-        SimNeuronsBuilder([op], ctx=None)
+        SimNeuronsBuilder(op, ctx=None)
 
 
 def test_merged_ops_match_separate():
-    """The builder computes operators with different parameters as one group.
+    """Ensembles of one neuron type run as one merged operator, as if separate.
 
-    (The optimizer gives builders one operator each, merged by Nengo's
-    mergers, which only merge equal neuron types; this checks the builder's
-    own vectorisation over per-operator parameters.)
+    The optimizer merges equal neuron types into one SimNeurons operator (their
+    signals concatenated, each ensemble with its own gains and biases); its
+    outputs and states equal those of the unmerged operators exactly.
     """
-    types = {
-        "a": nengo.LIF(),
-        "b": nengo.LIF(tau_rc=0.03, min_voltage=-1, amplitude=0.5),
-        "p": nengo.StochasticSpiking(nengo.LIFRate()),
-        "q": nengo.StochasticSpiking(nengo.LIFRate(), amplitude=2),
-    }
+    alif = nengo.AdaptiveLIF(tau_n=0.1, inc_n=0.02)
+    types = {"a": nengo.LIF(), "b": nengo.LIF(), "alif": alif, "alif2": alif}
     net, probes = neuron_net(types)
-    with Simulator(net, minibatch_size=2, progress_bar=False) as sim:
-        sim.run_steps(100)
-        separate = {name: sim.data[p["output"]].copy() for name, p in probes.items()}
-        program = sim._program
-        builders = list(program.builders)
-        for group in ("ab", "pq"):
-            outs = [
-                sim.model.sig[ens.neurons]["out"]
-                for ens in net.ensembles
-                if ens.label in group
-            ]
-            index = [
-                i
-                for i, b in enumerate(builders)
+    with net:
+        for ens in net.ensembles:
+            probes[ens.label]["voltage"] = nengo.Probe(
+                ens.neurons, "voltage", synapse=None
+            )
+            if ens.label.startswith("alif"):
+                probes[ens.label]["adaptation"] = nengo.Probe(
+                    ens.neurons, "adaptation", synapse=None
+                )
+    data, sizes = {}, {}
+    for optimize in (False, True):
+        with Simulator(
+            net, minibatch_size=2, optimize=optimize, progress_bar=False
+        ) as sim:
+            sizes[optimize] = sorted(
+                b.op.J.size
+                for b in sim._program.builders
                 if isinstance(b, SimNeuronsBuilder)
-                and any(b.ops[0].output is out for out in outs)
-            ]
-            ops = [builders[i].ops[0] for i in index]
-            assert len(ops) == len(group)
-            # Nothing but probes reads the outputs: the group can run at its last op.
-            builders[index[-1]] = SimNeuronsBuilder(ops, builders[index[0]].ctx)
-            for i in index[:-1]:
-                builders[i] = None
-        sim._runtime.program = Program(
-            [b for b in builders if b is not None],
-            program.layout,
-            program.probes,
-            program.dt,
-            program.minibatch_size,
-        )
-        sim.reset()
-        sim.run_steps(100)
-        for name, p in probes.items():
-            np.testing.assert_array_equal(sim.data[p["output"]], separate[name])
+            )
+            sim.run_steps(100)
+            data[optimize] = {
+                (name, key): sim.data[p].copy()
+                for name, named in probes.items()
+                for key, p in named.items()
+            }
+    assert sizes == {False: [12] * 4, True: [24, 24]}
+    for key, separate in data[False].items():
+        assert np.sum(separate != 0) > 20, f"{key} hardly changes"
+        np.testing.assert_array_equal(data[True][key], separate, err_msg=str(key))
 
 
 @pytest.mark.parametrize(
