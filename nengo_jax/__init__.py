@@ -10,7 +10,7 @@ from nengo_jax import callbacks, losses, obj  # noqa: E402
 from nengo_jax.config import configure_settings  # noqa: E402
 from nengo_jax.converter import Converter  # noqa: E402
 from nengo_jax.layer import Layer  # noqa: E402
-from nengo_jax.neurons.types import (  # noqa: E402
+from nengo_jax.neurons import (  # noqa: E402
     LeakyReLU,
     SoftLIFRate,
     SpikingLeakyReLU,

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import nengo
 import numpy as np
+
+from nengo_jax.simulator import Simulator
 
 #: Default comparison tolerances per simulation dtype.
 TOLERANCES = {
@@ -29,10 +32,6 @@ def run_both(net, n_steps, minibatch_size=None, seed=0, dt=0.001, data=None):
         Probe -> data. ``ref`` has Nengo's shapes; ``ours`` always has a leading
         batch axis, ``(minibatch_size or 1, n, ...)``.
     """
-    import nengo
-
-    from nengo_jax import Simulator
-
     with nengo.Simulator(net, dt=dt, seed=seed, progress_bar=False) as sim:
         sim.run_steps(n_steps)
         ref = {p: sim.data[p] for p in net.all_probes}
@@ -48,6 +47,4 @@ def run_both(net, n_steps, minibatch_size=None, seed=0, dt=0.001, data=None):
 
 def make_test_sim(request):
     """The Simulator for Nengo's test suite (``nengo_simloader``)."""
-    from nengo_jax import Simulator
-
     return Simulator

@@ -40,7 +40,7 @@ import numpy as np
 
 from nengo_jax.converter.base import LINEAR, LayerConverter
 from nengo_jax.converter.converter import Converter
-from nengo_jax.neurons.types import LeakyReLU
+from nengo_jax.neurons import LeakyReLU
 
 
 def _channels_last(layer) -> str | None:

@@ -1,6 +1,6 @@
 """Builder for `SimNeurons`: neuron types map their input ``J`` to their output.
 
-Nengo's own types run natively with the maths in `nengo_jax.neurons`. Any other
+Nengo's own types run natively with the maths in `nengo_jax.maths`. Any other
 type (a user's `NeuronType` subclass, or a subclass that overrides ``step``)
 runs its NumPy ``step`` on the host through a host callback, once per batch
 item and timestep.
@@ -18,8 +18,8 @@ from nengo.exceptions import BuildError
 from nengo.neurons import LIF, Direct
 from nengo.utils.numpy import maxint
 
-from nengo_jax.neurons import MATHS, maths_for, params_of
-from nengo_jax.neurons.rate import soft_lif_rate
+from nengo_jax.maths.neurons import MATHS, maths_for, params_of
+from nengo_jax.maths.rate import soft_lif_rate
 from nengo_jax.program.host import HostStream, host_call, item_seeds
 from nengo_jax.program.registry import OpBuilder, register
 
@@ -81,7 +81,7 @@ class UniformStream(HostStream):
 class SimNeuronsBuilder(OpBuilder):
     """Implements ``output[...], state[...] = neurons.step(dt, J, **state)``.
 
-    A native type runs its maths from `nengo_jax.neurons`; a type without a JAX
+    A native type runs its maths from `nengo_jax.maths`; a type without a JAX
     version runs Nengo's NumPy ``step`` on the host. A merged operator stands
     for ensembles of one (equal) neuron type, their signals concatenated.
     """

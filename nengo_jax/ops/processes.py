@@ -17,7 +17,7 @@ import jax
 import numpy as np
 from nengo.builder.processes import SimProcess
 
-from nengo_jax.ops.synapses import is_native, synapse_step
+from nengo_jax.maths.synapses import is_native, synapse_step
 from nengo_jax.program.host import ProcessStream, host_call, item_seeds, process_seed
 from nengo_jax.program.registry import OpBuilder, register
 

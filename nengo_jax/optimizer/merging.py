@@ -20,7 +20,7 @@ from collections import defaultdict
 from nengo.builder.optimizer import OpMergePass, OpsToMerge
 from nengo.utils.graphs import BidirectionalDAG
 
-from nengo_jax.optimizer import mergers
+import nengo_jax.optimizer.mergers as mergers
 
 
 class _SignalIndex(OpMergePass):

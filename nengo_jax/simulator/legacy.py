@@ -15,10 +15,12 @@ import jax
 import jax.numpy as jnp
 import keras
 import numpy as np
-from nengo import Node, Probe
+from nengo import Connection, Ensemble, Node, Probe
+from nengo.ensemble import Neurons
 from nengo.exceptions import SimulationError, ValidationError
 
 from nengo_jax import obj
+from nengo_jax.callbacks import TensorBoard
 
 
 class LegacyTraining:
@@ -92,8 +94,6 @@ class LegacyTraining:
     # -- helpers ------------------------------------------------------------------
 
     def _summaries_callback(self, summaries):
-        from nengo_jax.callbacks import TensorBoard
-
         if self.tensorboard is None:
             raise ValidationError(
                 "summaries are written to the Simulator's TensorBoard directory; "
@@ -229,9 +229,6 @@ def _n_args(fn):
 
 def _summary_signal(model, item):
     """The parameter signal a summary of ``item`` shows."""
-    from nengo import Connection, Ensemble
-    from nengo.ensemble import Neurons
-
     attr = {Connection: "weights", Ensemble: "encoders", Neurons: "bias"}.get(
         type(item)
     )

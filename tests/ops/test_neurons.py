@@ -17,7 +17,7 @@ from scipy.signal import lfilter
 
 import nengo_jax.ops.neurons  # noqa: F401
 from nengo_jax import Simulator
-from nengo_jax.neurons import MATHS, maths_for, params_of
+from nengo_jax.maths.neurons import MATHS, maths_for, params_of
 from nengo_jax.ops.neurons import SimNeuronsBuilder
 from nengo_jax.optimizer.mergers import mergeable
 from nengo_jax.testing import assert_allclose, run_both

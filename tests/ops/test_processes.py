@@ -7,7 +7,7 @@ from nengo.synapses import LinearFilter
 
 import nengo_jax.ops.processes  # noqa: F401
 from nengo_jax import Simulator
-from nengo_jax.ops.synapses import LinearFilterStep
+from nengo_jax.maths.synapses import LinearFilterStep
 from nengo_jax.testing import assert_allclose, run_both
 
 P = nengo.processes

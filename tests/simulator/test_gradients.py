@@ -60,7 +60,7 @@ def test_check_gradients(monkeypatch):
     # a rate whose gradient is twice the truth is caught
     import jax
 
-    import nengo_jax.neurons as neurons
+    import nengo_jax.maths.neurons as neurons
 
     @jax.custom_jvp
     def wrong(J, tau_rc, tau_ref, amplitude):

@@ -8,7 +8,7 @@ import pytest
 from nengo.exceptions import SimulationError, ValidationError
 
 import nengo_jax
-from nengo_jax.neurons.types import SoftLIFRate
+from nengo_jax.neurons import SoftLIFRate
 from nengo_jax.testing import assert_allclose
 from tests.helpers import MB, ramp_net
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from nengo.exceptions import ValidationError
 
-from nengo_jax.neurons import MATHS, maths_for, params_of
-from nengo_jax.neurons.types import LeakyReLU, SoftLIFRate, SpikingLeakyReLU
+from nengo_jax.maths.neurons import MATHS, maths_for, params_of
+from nengo_jax.neurons import LeakyReLU, SoftLIFRate, SpikingLeakyReLU
 from nengo_jax.testing import assert_allclose, run_both
 
 DT = 0.001

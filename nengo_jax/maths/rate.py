@@ -1,6 +1,6 @@
 """Rate neuron maths: Nengo's non-spiking ``step`` methods in `jax.numpy`.
 
-Every function here has the signature of `nengo_jax.neurons.StepFn`:
+Every function here has the signature of `nengo_jax.maths.neurons.StepFn`:
 ``step(dt, J, state, p, noise=None) -> (output, state)``, where ``state`` maps
 Nengo's state names to arrays shaped like ``J`` and ``p`` maps parameter names
 to floats or arrays that broadcast against ``J``. Inputs are never modified.
@@ -58,7 +58,7 @@ def soft_lif_rate_output(J, p):
 
 
 def soft_lif_rate(dt, J, state, p, noise=None):
-    """Implements `nengo_jax.neurons.types.SoftLIFRate.step`."""
+    """Implements `nengo_jax.neurons.SoftLIFRate.step`."""
     return soft_lif_rate_output(J, p), state
 
 
@@ -85,7 +85,7 @@ def leaky_relu_output(J, p):
 
 
 def leaky_relu(dt, J, state, p, noise=None):
-    """Implements `nengo_jax.neurons.types.LeakyReLU.step`."""
+    """Implements `nengo_jax.neurons.LeakyReLU.step`."""
     return (p["amplitude"] * leaky_relu_output(J, p)).astype(J.dtype), state
 
 

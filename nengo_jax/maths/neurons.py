@@ -23,8 +23,8 @@ from dataclasses import dataclass
 
 import nengo
 
-from nengo_jax.neurons import rate, spiking
-from nengo_jax.neurons.types import LeakyReLU, SoftLIFRate, SpikingLeakyReLU
+from nengo_jax.maths import rate, spiking
+from nengo_jax.neurons import LeakyReLU, SoftLIFRate, SpikingLeakyReLU
 
 StepFn = Callable  # (dt, J, state, p, noise=None) -> (output, state)
 
@@ -69,7 +69,7 @@ _ADAPT = ("tau_n", "inc_n")
 _LEAKY = ("negative_slope", "amplitude")
 _R2S = {"params": ("amplitude",), "static": ("negative",)}
 
-#: The maths of each neuron type (Nengo's and `nengo_jax.neurons.types`), by exact
+#: The maths of each neuron type (Nengo's and `nengo_jax.neurons`), by exact
 #: type: `maths_for` looks a type up before its bases (SoftLIFRate before LIFRate).
 MATHS = {
     nengo.LIFRate: NeuronMaths(rate.lif_rate, rate.lif_rate, params=_LIF),

@@ -1,6 +1,6 @@
 """Spiking neuron maths: Nengo's spiking ``step`` methods in `jax.numpy`.
 
-Same conventions as `nengo_jax.neurons.rate`. A spike is one output of
+Same conventions as `nengo_jax.maths.rate`. A spike is one output of
 ``amplitude / dt`` for one step. Masked updates use `jnp.where` and keep the
 unused branch finite, so that gradients through these functions stay finite.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from nengo_jax.neurons.rate import adapt, leaky_relu_output
+from nengo_jax.maths.rate import adapt, leaky_relu_output
 
 
 def lif(dt, J, state, p, noise=None):
@@ -64,7 +64,7 @@ def spiking_rectified_linear(dt, J, state, p, noise=None):
 
 
 def spiking_leaky_relu(dt, J, state, p, noise=None):
-    """Implements `nengo_jax.neurons.types.SpikingLeakyReLU.step`.
+    """Implements `nengo_jax.neurons.SpikingLeakyReLU.step`.
 
     Like `integrate_and_fire`, but the whole part of the voltage is rounded
     towards zero, so that negative input emits negative spikes.

@@ -2,8 +2,8 @@
 
 These are ordinary `nengo.neurons.NeuronType` subclasses with NumPy ``step``
 methods, so they run on any Nengo simulator; `nengo_jax.Simulator` runs them
-natively with the maths in `nengo_jax.neurons.rate` and
-`nengo_jax.neurons.spiking`.
+natively with the maths in `nengo_jax.maths.rate` and
+`nengo_jax.maths.spiking`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import numpy as np
 from nengo.dists import Uniform
 from nengo.params import NumberParam
 
-from nengo_jax.neurons.rate import LOG_SOFTPLUS_LINEAR
+from nengo_jax.maths.rate import LOG_SOFTPLUS_LINEAR
 
 
 class SoftLIFRate(nengo.LIFRate):
