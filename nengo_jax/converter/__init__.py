@@ -6,6 +6,7 @@ See `nengo_jax.converter.layers` for which Keras layers convert to what.
 # (importing `layers` registers the built-in converters)
 from nengo_jax.converter import layers  # noqa: F401
 from nengo_jax.converter.base import LayerConverter
-from nengo_jax.converter.converter import Converter, KerasMap
+from nengo_jax.converter.converter import Converter
+from nengo_jax.converter.graph import KerasMap
 
 __all__ = ["Converter", "KerasMap", "LayerConverter"]

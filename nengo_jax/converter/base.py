@@ -1,4 +1,4 @@
-"""`LayerConverter`, the base of every layer converter, and the TensorNode fallback.
+"""`LayerConverter`, the base of every layer converter.
 
 A layer converter turns one call of a Keras layer (a node of the Keras graph)
 into Nengo objects. The output of every converted tensor is one Nengo object
@@ -9,15 +9,13 @@ order (C order, channels last).
 
 from __future__ import annotations
 
-import inspect
-
-import keras
 import nengo
 import numpy as np
 from nengo.base import ObjView
 from nengo.ensemble import Neurons
 from nengo.exceptions import ValidationError
 
+from nengo_jax.converter.activations import LINEAR
 from nengo_jax.tensor_node import TensorNode
 
 
@@ -189,73 +187,9 @@ class LayerConverter:
         return node, out
 
 
-#: `Converter.neuron_type`'s answer for a linear activation (no neurons).
-LINEAR = object()
-
-
 def _activation_func(activation):
     def activation_func(x):
         return activation(x)
 
     activation_func.__name__ = getattr(activation, "__name__", "activation")
     return activation_func
-
-
-def takes_training(call) -> bool:
-    """Whether a Keras ``call`` method accepts a ``training`` argument."""
-    try:
-        return "training" in inspect.signature(call).parameters
-    except (TypeError, ValueError):
-        return False
-
-
-class FallbackLayer(keras.layers.Layer):
-    """Runs one call of a Keras layer (or operation) inside a `.TensorNode`.
-
-    The TensorNode's input is the concatenation of the call's flattened input
-    tensors; the output is the concatenation of its flattened outputs. The
-    wrapped layer's weights are this layer's weights, so they become Simulator
-    parameters and train.
-
-    Parameters
-    ----------
-    operation : keras.layers.Layer or keras.Operation
-        What the Keras model calls.
-    node : keras node
-        The call (its arguments, with the input tensors in them).
-    shapes : list of tuple
-        Shape of one example of each input tensor (without batch and time axes).
-    temporal : bool
-        Whether the model has a time axis after the batch axis (each call of
-        the TensorNode sees one step of it).
-    """
-
-    def __init__(self, operation, node, shapes, temporal=False):
-        super().__init__(name=f"fallback_{operation.name}", trainable=True)
-        self.operation = operation
-        self.arguments = node.arguments
-        self.tensors = list(node.input_tensors)
-        self.shapes = [tuple(s) for s in shapes]
-        self.temporal = temporal
-        self.pass_training = isinstance(operation, keras.layers.Layer) and (
-            takes_training(operation.call)
-        )
-        self.built = True
-
-    def call(self, x, training=None):
-        batch = keras.ops.shape(x)[0]
-        lead = (batch, 1) if self.temporal else (batch,)
-        parts, start = [], 0
-        for shape in self.shapes:
-            size = int(np.prod(shape))
-            part = x[:, start : start + size]
-            parts.append(keras.ops.reshape(part, lead + shape))
-            start += size
-        args, kwargs = self.arguments.fill_in(
-            {id(t): part for t, part in zip(self.tensors, parts, strict=True)}
-        )
-        if self.pass_training and kwargs.get("training") is None:
-            kwargs["training"] = training
-        outputs = keras.tree.flatten(self.operation(*args, **kwargs))
-        flat = [keras.ops.reshape(out, (batch, -1)) for out in outputs]
-        return flat[0] if len(flat) == 1 else keras.ops.concatenate(flat, axis=1)

@@ -4,11 +4,15 @@ The Keras graph is walked from the model's inputs to its outputs; each call
 of a layer is converted by the `.LayerConverter` registered for the layer's
 class (found along its class hierarchy), nested models become subnetworks,
 and anything else runs in a `.TensorNode` (``allow_fallback``).
+
+This module holds the `Converter` class: its options, the registry of layer
+converters, the walk over the graph and the services layer converters use.
+Reading the Keras graph is in `.graph`, activations and neuron types in
+`.activations`, the TensorNode fallback in `.fallback`, and `verify` and
+`copy_params_to_keras` in `.simulation`.
 """
 
 from __future__ import annotations
-
-import inspect
 
 import keras
 import nengo
@@ -17,67 +21,9 @@ from nengo.exceptions import ValidationError
 from nengo.neurons import NeuronType
 
 from nengo_jax.config import configure_settings
-from nengo_jax.converter.base import LINEAR, FallbackLayer
-from nengo_jax.tensor_node import TensorNode
-
-
-class KerasMap:
-    """A mapping keyed by Keras objects (layers, tensors), by identity.
-
-    Keras tensors overload their operators, so they are looked up by ``id``;
-    the map keeps its keys alive.
-    """
-
-    def __init__(self):
-        self._items = {}
-
-    def __getitem__(self, key):
-        try:
-            return self._items[id(key)][1]
-        except KeyError:
-            raise KeyError(f"{key!r} is not a key of this map") from None
-
-    def __setitem__(self, key, value):
-        self._items[id(key)] = (key, value)
-
-    def __contains__(self, key):
-        return id(key) in self._items
-
-    def __len__(self):
-        return len(self._items)
-
-    def __iter__(self):
-        return (key for key, _ in self._items.values())
-
-    def get(self, key, default=None):
-        return self[key] if key in self else default
-
-    def setdefault(self, key, value):
-        if key not in self:
-            self[key] = value
-        return self[key]
-
-    def keys(self):
-        return list(self)
-
-    def values(self):
-        return [value for _, value in self._items.values()]
-
-    def items(self):
-        return list(self._items.values())
-
-    def __repr__(self):
-        names = [getattr(k, "name", repr(k)) for k in self]
-        return f"KerasMap({names})"
-
-
-#: Keras activation function -> the rate neuron type computing it (gain 1,
-#: bias 0). Nengo's Sigmoid and Tanh compute ``f(J) / tau_ref``.
-DEFAULT_NEURONS = {
-    keras.activations.relu: nengo.RectifiedLinear(),
-    keras.activations.sigmoid: nengo.Sigmoid(tau_ref=1),
-    keras.activations.tanh: nengo.Tanh(tau_ref=1),
-}
+from nengo_jax.converter import activations, simulation
+from nengo_jax.converter.fallback import add_fallback
+from nengo_jax.converter.graph import KerasMap, model_io, nodes_in_order
 
 
 class Converter:
@@ -194,7 +140,7 @@ class Converter:
         self.inference_only = inference_only
         self.max_to_avg_pool = max_to_avg_pool
         self.split_shared_weights = split_shared_weights
-        self.swap_activations = _swap_pairs(swap_activations)
+        self.swap_activations = activations.swap_pairs(swap_activations)
         self.scale_firing_rates = scale_firing_rates
         self.synapse = synapse
         self.temporal_model = temporal_model
@@ -205,7 +151,7 @@ class Converter:
         self.weight_conns = {}  # id(variable) -> (variable, connection)
         self._calls = KerasMap()  # layer -> number of calls converted
         self._bias_node = None
-        model_inputs, model_outputs = _model_io(model)
+        model_inputs, model_outputs = model_io(model)
         with nengo.Network(label=model.name) as self.net:
             configure_settings(trainable=None)
             if inference_only:
@@ -292,8 +238,8 @@ class Converter:
 
     def _convert_model(self, model, input_tensors, input_objs) -> list:
         objs = {id(t): obj for t, obj in zip(input_tensors, input_objs, strict=True)}
-        _, outputs = _model_io(model)
-        for node in _nodes_in_order(input_tensors, outputs):
+        _, outputs = model_io(model)
+        for node in nodes_in_order(input_tensors, outputs):
             ins = [objs[id(t)] for t in node.input_tensors]
             outs = self._convert_node(node, ins)
             if not isinstance(outs, list | tuple):
@@ -310,7 +256,7 @@ class Converter:
         converter_class = self.converter_for(layer)
         if converter_class is None and isinstance(layer, keras.Model):
             with nengo.Network(label=layer.name):
-                inner_inputs, _ = _model_io(layer)
+                inner_inputs, _ = model_io(layer)
                 return self._convert_model(layer, inner_inputs, ins)
         reason = f"{type(layer).__name__} has no native conversion"
         if converter_class is not None:
@@ -327,7 +273,7 @@ class Converter:
                 "Converter.register",
                 attr="allow_fallback",
             )
-        return self._fallback(node, ins)
+        return add_fallback(self, node, ins)
 
     def _check_shared(self, layer):
         calls = self._calls.get(layer, 0) + 1
@@ -345,39 +291,6 @@ class Converter:
                 attr="split_shared_weights",
             )
 
-    def _fallback(self, node, ins):
-        layer = node.operation
-        if not ins:
-            raise ValidationError(
-                f"Layer {layer.name!r} ({type(layer).__name__}) has no input "
-                "tensors; the converter needs each layer to be fed by the model's "
-                "inputs",
-                attr="model",
-            )
-        shapes = [self.example_shape(t) for t in node.input_tensors]
-        sizes = [int(np.prod(s)) for s in shapes]
-        wrapper = FallbackLayer(layer, node, shapes, temporal=self.temporal_model)
-        tensor_node = TensorNode(
-            wrapper, shape_in=(sum(sizes),), pass_time=False, label=layer.name
-        )
-        self.net.config[tensor_node].trainable = bool(getattr(layer, "trainable", True))
-        start = 0
-        for obj, size in zip(ins, sizes, strict=True):
-            post = tensor_node if len(ins) == 1 else tensor_node[start : start + size]
-            synapse = self.synapse if _is_neurons(obj) else None
-            conn = nengo.Connection(obj, post, synapse=synapse)
-            self.net.config[conn].trainable = False
-            start += size
-        outs = node.output_tensors
-        if len(outs) == 1:
-            return tensor_node
-        views, start = [], 0
-        for tensor in outs:
-            size = int(np.prod(self.example_shape(tensor)))
-            views.append(tensor_node[start : start + size])
-            start += size
-        return views
-
     # -- neurons -----------------------------------------------------------------------
 
     def neuron_type(self, activation, layer=None) -> NeuronType | object | None:
@@ -386,34 +299,11 @@ class Converter:
         Returns ``LINEAR`` for the identity (no neurons) and None for an
         activation without a neuron type.
         """
-        if isinstance(activation, str):
-            activation = keras.activations.get(activation)
-        if activation is None or activation is keras.activations.linear:
-            neuron_type = LINEAR
-        elif isinstance(activation, NeuronType):
-            neuron_type = activation
-        else:
-            neuron_type = DEFAULT_NEURONS.get(activation)
-        for key, value in self.swap_activations:
-            if key is activation or (
-                isinstance(key, NeuronType)
-                and neuron_type is not LINEAR
-                and key == neuron_type
-            ):
-                return value
-        return neuron_type
+        return activations.neuron_type_for(activation, self.swap_activations)
 
     def firing_rate_scale(self, layer) -> float:
         """The ``scale_firing_rates`` value for ``layer``."""
-        scale = self.scale_firing_rates
-        if scale is None:
-            return 1.0
-        if isinstance(scale, dict):
-            for key, value in scale.items():
-                if key is layer or (isinstance(key, str) and key == layer.name):
-                    return float(value)
-            return 1.0
-        return float(scale)
+        return activations.firing_rate_scale(self.scale_firing_rates, layer)
 
     def add_neurons(
         self, size: int, neuron_type: NeuronType, layer
@@ -425,7 +315,7 @@ class Converter:
         """
         scale = self.firing_rate_scale(layer)
         if scale != 1:
-            neuron_type = _scaled(neuron_type, scale, layer)
+            neuron_type = activations.scaled(neuron_type, scale, layer)
         ens = nengo.Ensemble(
             size,
             1,
@@ -468,66 +358,7 @@ class Converter:
         bool
             True (a mismatch raises a `nengo.exceptions.ValidationError`).
         """
-        from nengo_jax.simulator import Simulator
-
-        model_inputs, model_outputs = _model_io(self.model)
-        data = self._verify_inputs(inputs, model_inputs)
-        batch = data[0].shape[0]
-        steps = data[0].shape[1] if self.temporal_model else 1
-        trainable = [v.value for v in self.model.trainable_variables]
-        fixed = [v.value for v in self.model.non_trainable_variables]
-        expected, _ = self.model.stateless_call(
-            trainable, fixed, data if len(data) > 1 else data[0], training=training
-        )
-        expected = keras.tree.flatten(expected)
-        net = self.net
-        if training:
-            with nengo.Network(label=f"{self.net.label} (training)") as net:
-                configure_settings(learning_phase=True)
-            net.networks.append(self.net)
-        feed = {
-            self.inputs[t]: np.reshape(x, (batch, steps, -1))
-            for t, x in zip(model_inputs, data, strict=True)
-        }
-        with Simulator(net, minibatch_size=batch, progress_bar=False) as sim:
-            got = sim.predict(feed, verbose=0)
-        for tensor, want in zip(model_outputs, expected, strict=True):
-            want = np.reshape(np.asarray(want), (batch, steps, -1))
-            out = got[self.outputs[tensor]]
-            if not np.allclose(out, want, atol=atol, rtol=rtol):
-                err = np.max(np.abs(out - want))
-                raise ValidationError(
-                    f"The converted network's output for {tensor.name} differs from "
-                    f"the Keras model's by up to {err:.3g} (atol={atol}, rtol={rtol})."
-                    " Spiking neurons, synapses and layers with randomness (e.g. "
-                    "Dropout in training) make them differ",
-                    attr="model",
-                )
-        return True
-
-    def _verify_inputs(self, inputs, model_inputs) -> list:
-        if inputs is None:
-            rng = np.random.RandomState(0)
-            lead = (2, 5) if self.temporal_model else (2,)
-            return [
-                rng.uniform(-1, 1, size=lead + self.example_shape(t)).astype("float32")
-                for t in model_inputs
-            ]
-        if isinstance(inputs, dict):
-            inputs = [
-                inputs[t]
-                if t in inputs
-                else inputs.get(self.inputs[t], inputs.get(t.name))
-                for t in model_inputs
-            ]
-        elif not isinstance(inputs, list | tuple):
-            inputs = [inputs]
-        if len(inputs) != len(model_inputs) or any(x is None for x in inputs):
-            raise ValidationError(
-                f"verify needs data for each of the model's {len(model_inputs)} inputs",
-                attr="inputs",
-            )
-        return [np.asarray(x, dtype="float32") for x in inputs]
+        return simulation.verify(self, training, inputs, atol, rtol)
 
     def copy_params_to_keras(self, sim) -> None:
         """Copy parameters trained in ``sim`` back into the Keras model's layers.
@@ -541,15 +372,7 @@ class Converter:
         sim : nengo_jax.Simulator
             A simulator of this converter's ``net`` (or a network containing it).
         """
-        for var, conn, read in self.weight_conns.values():
-            value = read(sim.signals[sim.model.sig[conn]["weights"]])
-            var.assign(np.reshape(value, var.shape).astype(var.dtype))
-        for obj in self.net.all_nodes:
-            if isinstance(obj, TensorNode) and isinstance(
-                obj.tensor_func, FallbackLayer
-            ):
-                for i, var in enumerate(obj.tensor_func.weights):
-                    var.assign(sim.signals[sim.model.sig[obj][f"weight{i}"]])
+        simulation.copy_params_to_keras(self, sim)
 
     def track_weight(self, variable, conn: nengo.Connection, read=None) -> None:
         """Note that ``conn``'s weights hold the Keras ``variable``.
@@ -562,94 +385,3 @@ class Converter:
             conn,
             read or (lambda value: value),
         )
-
-
-def _swap_pairs(swap) -> list:
-    if swap is None:
-        return []
-    if not isinstance(swap, dict):
-        raise ValidationError(
-            f"swap_activations must be a dict of activation -> neuron type; got "
-            f"{type(swap).__name__}",
-            attr="swap_activations",
-        )
-    pairs = []
-    for key, value in swap.items():
-        if isinstance(key, str):
-            key = keras.activations.get(key)
-        if not isinstance(value, NeuronType):
-            raise ValidationError(
-                f"swap_activations[{key!r}] must be a Nengo neuron type; got {value!r}",
-                attr="swap_activations",
-            )
-        pairs.append((key, value))
-    return pairs
-
-
-def _scaled(neuron_type, scale, layer):
-    """``neuron_type`` with its output divided by ``scale``."""
-    params = inspect.signature(type(neuron_type).__init__).parameters
-    values = {
-        name: getattr(neuron_type, name)
-        for name in params
-        if hasattr(neuron_type, name)
-    }
-    if "amplitude" in values:
-        values["amplitude"] = values["amplitude"] / scale
-    elif isinstance(neuron_type, nengo.Sigmoid | nengo.Tanh):
-        values["tau_ref"] = values["tau_ref"] * scale
-    else:
-        raise ValidationError(
-            f"scale_firing_rates for layer {layer.name!r} needs a neuron type with "
-            f"an amplitude; {neuron_type} has none",
-            attr="scale_firing_rates",
-        )
-    return type(neuron_type)(**values)
-
-
-def _is_neurons(obj) -> bool:
-    obj = obj.obj if isinstance(obj, nengo.base.ObjView) else obj
-    return isinstance(obj, nengo.ensemble.Neurons)
-
-
-def _model_io(model):
-    try:
-        inputs, outputs = model.inputs, model.outputs
-    except (AttributeError, ValueError):
-        inputs = outputs = None
-    if not inputs or not outputs:
-        raise ValidationError(
-            f"Model {model.name!r} has no defined inputs and outputs; build it on "
-            "keras.Input (e.g. keras.Sequential([keras.Input(shape), ...]))",
-            attr="model",
-        )
-    return list(inputs), list(outputs)
-
-
-def _nodes_in_order(inputs, outputs) -> list:
-    """The Keras nodes (layer calls) from ``inputs`` to ``outputs``, in order."""
-    known = {id(t) for t in inputs}
-    order, seen = [], set()
-    stack = [(t, False) for t in reversed(outputs)]
-    while stack:
-        tensor, expanded = stack.pop()
-        if id(tensor) in known:
-            continue
-        operation, node_index, _ = tensor._keras_history
-        node = operation._inbound_nodes[node_index]
-        if expanded:
-            if id(node) not in seen:
-                seen.add(id(node))
-                order.append(node)
-            for t in node.output_tensors:
-                known.add(id(t))
-            continue
-        if not node.input_tensors and node.is_input:
-            raise ValidationError(
-                f"The model's outputs depend on {tensor.name}, which is not one "
-                "of its inputs",
-                attr="model",
-            )
-        stack.append((tensor, True))
-        stack.extend((t, False) for t in reversed(node.input_tensors))
-    return order

@@ -38,7 +38,8 @@ import keras
 import nengo
 import numpy as np
 
-from nengo_jax.converter.base import LINEAR, LayerConverter
+from nengo_jax.converter.activations import LINEAR
+from nengo_jax.converter.base import LayerConverter
 from nengo_jax.converter.converter import Converter
 from nengo_jax.neurons import LeakyReLU
 
