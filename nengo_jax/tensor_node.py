@@ -121,14 +121,15 @@ def call_tensor_func(node, t, x, training=False):
     """Call ``node.tensor_func`` as its ``pass_time`` and input say."""
     func = node.tensor_func
     args = ((t,) if node.pass_time else ()) + (() if x is None else (x,))
-    if is_layer(func) and _takes_training(func):
+    if is_layer(func) and takes_training(func.call):
         return func(*args, training=training)
     return func(*args)
 
 
-def _takes_training(layer) -> bool:
+def takes_training(call) -> bool:
+    """Whether a Keras ``call`` method accepts a ``training`` argument."""
     try:
-        return "training" in inspect.signature(layer.call).parameters
+        return "training" in inspect.signature(call).parameters
     except (TypeError, ValueError):
         return False
 

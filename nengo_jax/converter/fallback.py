@@ -7,22 +7,12 @@ connections in the converter's network.
 
 from __future__ import annotations
 
-import inspect
-
 import keras
 import nengo
 import numpy as np
 from nengo.exceptions import ValidationError
 
-from nengo_jax.tensor_node import TensorNode
-
-
-def takes_training(call) -> bool:
-    """Whether a Keras ``call`` method accepts a ``training`` argument."""
-    try:
-        return "training" in inspect.signature(call).parameters
-    except (TypeError, ValueError):
-        return False
+from nengo_jax.tensor_node import TensorNode, takes_training
 
 
 class FallbackLayer(keras.layers.Layer):

@@ -8,7 +8,7 @@ from nengo.exceptions import ValidationError
 
 import nengo_jax
 from nengo_jax.testing import assert_allclose
-from tests.converter.helpers import predict, randomize, seq
+from tests.helpers import predict, randomize, seq
 
 
 def test_swap_activations_and_spikes():

@@ -13,7 +13,7 @@ from nengo.exceptions import ValidationError
 
 import nengo_jax
 from nengo_jax.converter import LayerConverter
-from tests.converter.helpers import Square, convert, seq, tensor_nodes
+from tests.helpers import Square, convert, seq, tensor_nodes
 
 
 class Scale(keras.layers.Layer):

@@ -7,7 +7,7 @@ from nengo.exceptions import ValidationError
 
 import nengo_jax
 from nengo_jax.testing import assert_allclose
-from tests.converter.helpers import Square, convert, seq, tensor_nodes
+from tests.helpers import Square, convert, seq, tensor_nodes
 
 
 def test_fallback_to_tensor_node():

@@ -13,9 +13,9 @@ from nengo.exceptions import ValidationError
 import nengo_jax
 from nengo_jax.converter.layers import pool_matrix
 from nengo_jax.testing import assert_allclose
-from tests.converter.helpers import (
+from tests.helpers import (
     convert,
-    objects,
+    converted,
     predict,
     randomize,
     seq,
@@ -96,9 +96,8 @@ def test_dense_is_a_trainable_transform_and_bias():
     assert config[neurons.ensemble].trainable is False
     dense.trainable = False
     converter = nengo_jax.Converter(model)
-    assert not any(
-        converter.net.config[c].trainable for c in objects(converter, nengo.Connection)
-    )
+    conns = converted(converter, nengo.Connection)
+    assert not any(converter.net.config[c].trainable for c in conns)
 
 
 def merge_model(layer, n=2, shape=(3, 2)):

@@ -6,7 +6,7 @@ import numpy as np
 
 import nengo_jax
 from nengo_jax.testing import assert_allclose
-from tests.converter.helpers import convert
+from tests.helpers import convert
 
 
 def test_fit_lowers_loss_and_copies_back():
