@@ -9,6 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from nengo_jax.program.host import HostErrors
+from nengo_jax.program.layout import Layout
+from nengo_jax.program.registry import BuildContext, builder_for
 from nengo_jax.program.signals import SignalEnv
 
 #: State key of the PRNG key for device-side randomness.
@@ -247,6 +249,64 @@ class Program:
                 lead + ((stop - start,) if flat else shape)
             )
         return unpacked
+
+
+def compile_program(model, plan, settings, *, minibatch_size, unroll=1, device=None):
+    """The program of a planned model: its layout, one builder per operator.
+
+    The entry function of this stage (builders must be registered first: see
+    `nengo_jax.ops`).
+
+    Parameters
+    ----------
+    model : nengo.builder.Model
+        The built model.
+    plan : nengo_jax.optimizer.OperatorPlan
+        Its operators, merged and in step order (`plan_operators`).
+    settings : nengo_jax.config.Settings
+        The resolved settings (dtype, precision, probes that keep only their
+        last step, ...).
+    minibatch_size, unroll, device
+        As the Simulator's.
+
+    Returns
+    -------
+    program : Program
+    probe_keys : dict
+        Probe -> the key of its data in the program's outputs.
+    """
+    probes = [(probe, model.sig[probe]["in"]) for probe in model.probes]
+    layout = Layout(
+        model,
+        plan.operators,
+        [model.step, model.time] + [sig for _, sig in probes] + list(plan.kept),
+        dtype=settings.dtype,
+    )
+    ctx = BuildContext(
+        model=model,
+        layout=layout,
+        dt=model.dt,
+        minibatch_size=minibatch_size,
+        dtype=layout.dtype,
+        precision=settings.matmul_precision,
+        lif_smoothing=settings.lif_smoothing,
+        surrogate_gradients=settings.surrogate_gradients,
+    )
+    builders = [builder_for(op)(op, ctx) for op in plan.operators]
+    probe_keys = {probe: f"probe{i}" for i, (probe, _) in enumerate(probes)}
+    program = Program(
+        builders,
+        layout,
+        [(probe_keys[p], sig) for p, sig in probes],
+        dt=model.dt,
+        minibatch_size=minibatch_size,
+        unroll=unroll,
+        last_only={probe_keys[p] for p in settings.last_only if p in probe_keys},
+        use_loop=settings.use_loop,
+        compiler_options=compiler_options(device),
+        host_errors=ctx.host_errors,
+    )
+    return program, probe_keys
 
 
 def chunk_length(count: int) -> int:

@@ -23,14 +23,7 @@ from nengo.utils.progress import Progress, ProgressTracker
 import nengo_jax.ops  # noqa: F401  (registers the operator builders)
 from nengo_jax.config import Settings
 from nengo_jax.optimizer import plan_operators
-from nengo_jax.program.layout import Layout
-from nengo_jax.program.program import (
-    RNG_KEY,
-    Program,
-    compiler_options,
-    new_rng_state,
-)
-from nengo_jax.program.registry import BuildContext, builder_for
+from nengo_jax.program.program import RNG_KEY, compile_program, new_rng_state
 from nengo_jax.simulator.data import SignalValues, SimulationData
 from nengo_jax.simulator.freeze import FreezeMethods
 from nengo_jax.simulator.gradients import GradientCheck
@@ -167,43 +160,15 @@ class Simulator(
         self._node_index = {
             obj: i for i, obj in enumerate(model.sig) if isinstance(obj, Node)
         }
-        probe_sigs = [(probe, model.sig[probe]["in"]) for probe in model.probes]
-        self._layout = Layout(
+        program, self._probe_keys = compile_program(
             model,
-            self._ops,
-            [model.step, model.time] + [sig for _, sig in probe_sigs] + list(plan.kept),
-            dtype=self.settings.dtype,
-        )
-        ctx = BuildContext(
-            model=model,
-            layout=self._layout,
-            dt=model.dt,
-            minibatch_size=self.minibatch_size,
-            dtype=self._layout.dtype,
-            precision=self.settings.matmul_precision,
-            lif_smoothing=self.settings.lif_smoothing,
-            surrogate_gradients=self.settings.surrogate_gradients,
-        )
-        builders = [builder_for(op)(op, ctx) for op in self._ops]
-        self._probe_keys = {
-            probe: f"probe{i}" for i, (probe, _) in enumerate(probe_sigs)
-        }
-        program = Program(
-            builders,
-            self._layout,
-            [(self._probe_keys[p], sig) for p, sig in probe_sigs],
-            dt=model.dt,
+            plan,
+            self.settings,
             minibatch_size=self.minibatch_size,
             unroll=self.unroll_simulation,
-            last_only={
-                self._probe_keys[p]
-                for p in self.settings.last_only
-                if p in self._probe_keys
-            },
-            use_loop=self.settings.use_loop,
-            compiler_options=compiler_options(self.device),
-            host_errors=ctx.host_errors,
+            device=self.device,
         )
+        self._layout = program.layout
         input_nodes = [
             node
             for node in self._node_index

@@ -415,9 +415,7 @@ def test_merged_ops_match_separate():
             net, minibatch_size=2, optimize=optimize, progress_bar=False
         ) as sim:
             sizes[optimize] = sorted(
-                b.op.J.size
-                for b in sim._program.builders
-                if isinstance(b, SimNeuronsBuilder)
+                op.J.size for op in sim.step_order if isinstance(op, SimNeurons)
             )
             sim.run_steps(100)
             data[optimize] = {

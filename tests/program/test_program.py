@@ -1,11 +1,45 @@
-"""The XLA options of the simulation program."""
+"""The program stage's entry, `compile_program`, and the XLA options it uses."""
 
 import jax
 import nengo
+import numpy as np
 import pytest
 
-import nengo_jax
+import nengo_jax  # noqa: F401  (registers the operator builders)
+from nengo_jax.config import Settings
+from nengo_jax.optimizer import plan_operators
 from nengo_jax.program import program
+
+
+def compiled(net, minibatch_size=1, device=None):
+    """``net`` through Nengo's builder, the optimizer and `compile_program`."""
+    model = nengo.builder.Model()
+    model.build(net)
+    settings = Settings.from_network(net).resolved(model)
+    plan = plan_operators(model, settings)
+    prog, probe_keys = program.compile_program(
+        model, plan, settings, minibatch_size=minibatch_size, device=device
+    )
+    params = prog.layout.initial_params()
+    state = prog.layout.initial_state(minibatch_size)
+    state[program.RNG_KEY] = program.new_rng_state(0)
+    return prog, probe_keys, params, state
+
+
+def test_compile_program_runs_like_nengo():
+    with nengo.Network(seed=0) as net:
+        stim = nengo.Node([0.5])
+        ens = nengo.Ensemble(20, 1, neuron_type=nengo.LIFRate())
+        nengo.Connection(stim, ens, synapse=None)
+        p = nengo.Probe(ens, synapse=0.01)
+    prog, probe_keys, params, state = compiled(net, minibatch_size=2)
+    _, outputs = prog.run(params, state, {}, n_steps=20)
+    ours = np.asarray(prog.unpack(outputs)[probe_keys[p]])
+    assert ours.shape == (20, 2, 1)  # (steps, batch) + probe shape
+    with nengo.Simulator(net, progress_bar=False) as ref:
+        ref.run_steps(20)
+    np.testing.assert_allclose(ours[:, 0], ref.data[p], atol=1e-4)
+    np.testing.assert_array_equal(ours[:, 0], ours[:, 1])
 
 
 @pytest.mark.parametrize("options", [None, {}])
@@ -19,11 +53,11 @@ def test_cpu_options_are_used(monkeypatch, options):
     with nengo.Network(seed=0) as net:
         array = nengo.networks.EnsembleArray(64, 128)
         p = nengo.Probe(array.output)
-    with nengo_jax.Simulator(net, device="/cpu:0", progress_bar=False) as sim:
-        sim.run_steps(5)
-        hlo = sim._program.run.lower(sim._params, sim._state, {}, n_steps=5)
+    prog, probe_keys, params, state = compiled(net, device=cpu)
+    hlo = prog.run.lower(params, state, {}, n_steps=5)
     assert ("ynn_fusion" in hlo.compile().as_text()) == (options == {})
-    assert sim.data[p].shape == (5, 128)
+    _, outputs = prog.run(params, state, {}, n_steps=5)
+    assert prog.unpack(outputs)[probe_keys[p]].shape == (5, 1, 128)
 
 
 def test_unknown_options_are_dropped(monkeypatch):
