@@ -22,10 +22,11 @@ from nengo.ensemble import Neurons
 from nengo.exceptions import ConfigError, NetworkContextError, ValidationError
 from nengo.params import BoolParam, Parameter
 
-from nengo_jax.tensor_node import TensorNode, is_layer
+from nengo_jax.tensor_node import TensorNode, layer_weights
 
-#: The classes that get a ``trainable`` config parameter.
-TRAINABLE_CLASSES = (nengo.Ensemble, nengo.Connection, Neurons, TensorNode)
+#: The classes that get a ``trainable`` config parameter (a Keras layer in a
+#: TensorNode trains as its own ``trainable`` flags say, as in NengoDL).
+TRAINABLE_CLASSES = (nengo.Ensemble, nengo.Connection, Neurons)
 
 
 @dataclass(frozen=True)
@@ -264,10 +265,10 @@ def trained_signals(model, chains, network):
             direct = isinstance(obj.neuron_type, nengo.Direct)
             if sigs.get("encoders") is not None and not direct and decide(obj):
                 yield obj, "encoders"
-        elif isinstance(obj, TensorNode) and is_layer(obj.tensor_func):
-            for i, var in enumerate(obj.tensor_func.weights):
-                if var.trainable and decide(obj):
-                    yield obj, f"weight{i}"
+        elif isinstance(obj, TensorNode):
+            for var, name in layer_weights(obj):
+                if var.trainable:
+                    yield obj, name
         elif isinstance(obj, Neurons):
             # the neurons' own setting first, then their ensemble's
             bias = sigs.get("bias")

@@ -3,7 +3,9 @@
 A `TensorNode` is a `nengo.Node` whose output is computed by a JAX function or
 a Keras 3 layer, inside the simulation program. A Keras layer's weights become
 signals of the model: parameters of the Simulator, stored once, that train
-with the rest of the model (``net.config[node].trainable`` applies).
+with the rest of the model unless the layer (or variable) is not ``trainable``
+in Keras. The Simulator writes the trained values back into the layer's
+variables, so the layer holds them, as in NengoDL.
 """
 
 from __future__ import annotations
@@ -222,6 +224,18 @@ class SimTensorNode(Operator):
         return step_tensor_node
 
 
+def _weight_name(i: int) -> str:
+    return f"weight{i}"
+
+
+def layer_weights(node) -> list:
+    """``(variable, signal name)`` of each weight of ``node``'s Keras layer (none
+    for a function); ``model.sig[node][name]`` is the weight's signal."""
+    if not is_layer(node.tensor_func):
+        return []
+    return [(var, _weight_name(i)) for i, var in enumerate(node.tensor_func.weights)]
+
+
 @Builder.register(TensorNode)
 def build_tensor_node(model, node):
     """Build a `TensorNode`: input and output signals and a `SimTensorNode`."""
@@ -240,7 +254,7 @@ def build_tensor_node(model, node):
                 initial_value=np.array(var.value),
                 name=f"{node}.{var.path}",
             )
-            model.sig[node][f"weight{i}"] = sig
+            model.sig[node][_weight_name(i)] = sig
             weights.append(sig)
     model.sig[node]["in"] = sig_in
     model.sig[node]["out"] = sig_out

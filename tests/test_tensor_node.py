@@ -65,20 +65,23 @@ def test_call_forms_and_shapes(minibatch_size):
     assert_allclose(out[2], np.swapaxes(xin.reshape(B, 4, 2, 3), 2, 3).reshape(B, 4, 6))
 
 
-def dense_net(trainable=None):
+def dense_net(nengo_trainable=None):
+    """inp -> Ensemble -> TensorNode(Dense(1)), with the Nengo parts' trainable
+    config set to ``nengo_trainable`` (None: not configured)."""
     with nengo.Network(seed=0) as net:
+        if nengo_trainable is not None:
+            nengo_jax.configure_settings(trainable=nengo_trainable)
         net.inp = nengo.Node(np.zeros(2), label="inp")
+        net.ens = nengo.Ensemble(10, 2, neuron_type=nengo.RectifiedLinear())
         net.layer = keras.layers.Dense(1, kernel_initializer="zeros")
         net.node = nengo_jax.TensorNode(net.layer, shape_in=(2,), pass_time=False)
-        nengo.Connection(net.inp, net.node, synapse=None)
+        nengo.Connection(net.inp, net.ens, synapse=None)
+        net.conn = nengo.Connection(net.inp, net.node, synapse=None)
         net.p = nengo.Probe(net.node, label="p")
-        if trainable is not None:
-            nengo_jax.configure_settings(trainable=None)
-            net.config[net.node].trainable = trainable
     return net
 
 
-def test_keras_layer_weights_train():
+def test_keras_layer_weights_train(tmp_path):
     net = dense_net()
     rng = np.random.RandomState(0)
     x = rng.uniform(-1, 1, size=(32, 1, 2))
@@ -91,17 +94,68 @@ def test_keras_layer_weights_train():
         assert history.history["loss"][-1] < 0.01 * history.history["loss"][0]
         out = sim.predict({net.inp: x})[net.p]
         assert_allclose(out, y, atol=0.05, rtol=0)
-        # the layer's own variables are untouched: the Simulator holds the values
-        np.testing.assert_array_equal(
-            np.asarray(net.layer.kernel.value), np.zeros((2, 1))
-        )
-
-
-def test_trainable_config_freezes_layer():
-    net = dense_net(trainable=False)
+        # as in NengoDL, the layer holds its trained weights
+        kernel = np.asarray(net.layer.kernel.value)
+        assert_allclose(kernel, [[2.0], [-1.0]], atol=0.05)
+        assert_allclose(np.asarray(net.layer.bias.value), [0.5], atol=0.05)
+        # whatever changes the parameters changes the layer
+        sim.save_params(tmp_path / "trained")
+        sim.reset(include_trainable=True)
+        np.testing.assert_array_equal(net.layer.kernel.value, np.zeros((2, 1)))
+        sim.load_params(tmp_path / "trained")
+        np.testing.assert_array_equal(net.layer.kernel.value, kernel)
+    # so a new Simulator of the network starts from them
     with nengo_jax.Simulator(net, minibatch_size=8, progress_bar=False) as sim:
-        names = [v.name for v in sim.keras_model.trainable_variables]
-        assert not any("TensorNode" in n for n in names)
+        np.testing.assert_array_equal(sim.predict({net.inp: x})[net.p], out)
+
+
+def test_failed_fit_leaves_layer_weights():
+    net = dense_net()
+    x = np.ones((8, 1, 2))
+    with nengo_jax.Simulator(net, minibatch_size=8, progress_bar=False) as sim:
+        sim.compile(keras.optimizers.SGD(0.1), loss={net.p: "mse"})
+
+        class Stop(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                raise RuntimeError("stop")
+
+        with pytest.raises(RuntimeError, match="stop"):
+            sim.fit({net.inp: x}, {net.p: x[..., :1]}, epochs=2, callbacks=[Stop()])
+    np.testing.assert_array_equal(np.asarray(net.layer.kernel.value), np.zeros((2, 1)))
+
+
+def trainable_names(sim):
+    return {v.name for v in sim.keras_model.trainable_variables}
+
+
+def test_trainable_config_leaves_layers_to_keras():
+    """NengoDL: ``trainable`` covers Ensembles, Connections and Neurons; a Keras
+    layer trains as its own ``trainable`` flag says."""
+    net = dense_net(nengo_trainable=False)  # freeze the Nengo parts ...
+    with nengo_jax.Simulator(net, minibatch_size=8, progress_bar=False) as sim:
+        frozen = {k: np.array(v) for k, v in sim.keras_model.param_values().items()}
+        assert trainable_names(sim) and all("weight" in n for n in trainable_names(sim))
+        sim.compile(keras.optimizers.SGD(0.1), loss={net.p: "mse"})
+        sim.fit({net.inp: np.ones((8, 1, 2))}, {net.p: np.ones((8, 1, 1))}, verbose=0)
+        after = {k: np.array(v) for k, v in sim.keras_model.param_values().items()}
+    # ... and train the layer
+    assert not np.array_equal(np.asarray(net.layer.kernel.value), np.zeros((2, 1)))
+    changed = {k for k in frozen if not np.array_equal(frozen[k], after[k])}
+    assert changed and all("weight" in k for k in changed), changed
+
+    net = dense_net()
+    net.layer.trainable = False  # Keras's own flag freezes the layer
+    with nengo_jax.Simulator(net, minibatch_size=8, progress_bar=False) as sim:
+        assert trainable_names(sim) and not any(
+            "weight" in n for n in trainable_names(sim)
+        )
+    with nengo.Network() as other:
+        nengo_jax.configure_settings(trainable=None)
+        node = nengo_jax.TensorNode(
+            keras.layers.Dense(1), shape_in=(2,), pass_time=False
+        )
+        with pytest.raises(AttributeError, match="trainable"):
+            other.config[node].trainable = False
 
 
 def test_layer_gets_learning_phase():

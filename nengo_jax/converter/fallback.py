@@ -86,9 +86,7 @@ def add_fallback(converter, node, ins):
     tensor_node = TensorNode(
         wrapper, shape_in=(sum(sizes),), pass_time=False, label=layer.name
     )
-    converter.net.config[tensor_node].trainable = bool(
-        getattr(layer, "trainable", True)
-    )
+    # (its weights train as the layer's own ``trainable`` flags say)
     start = 0
     for obj, size in zip(ins, sizes, strict=True):
         post = tensor_node if len(ins) == 1 else tensor_node[start : start + size]

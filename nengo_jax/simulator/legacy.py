@@ -174,7 +174,9 @@ class LegacyTraining:
             verbose=0 if self.progress_bar is False else 1,
         )
         state = self._state
-        with self._runtime.keras(model, "train", stateful=True, keep_state=False):
+        with self._runtime.keras(
+            model, "train", stateful=True, keep_state=False, trains=True
+        ):
             for _ in range(n_epochs):
                 order = rng.permutation(n_items) if shuffle else np.arange(n_items)
                 for start in range(0, n_items, B):

@@ -107,9 +107,14 @@ class Runtime:
     learning_phase : bool or None
         ``configure_settings(learning_phase=...)``: forces the training (True)
         or inference (False) version of the model in every call.
+    on_params : callable or None
+        Called with the new parameters after a commit that changes them (the
+        Simulator writes Keras layers' weights back into their variables).
     """
 
-    def __init__(self, program, probe_keys, dt, scope, learning_phase=None):
+    def __init__(
+        self, program, probe_keys, dt, scope, learning_phase=None, on_params=None
+    ):
         self.program = program
         self.probe_keys = dict(probe_keys)
         last_only = {key for key, _ in program.last_only}
@@ -126,6 +131,8 @@ class Runtime:
         self.dt = dt
         self.scope = scope
         self.learning_phase = learning_phase
+        #: Called with the new parameters when a commit changes them.
+        self.on_params = on_params
         self.snapshot: Snapshot | None = None
         #: Most steps a chunk of a run takes (a power of two; see `run`).
         self.chunk_limit = MAX_CHUNK
@@ -193,7 +200,10 @@ class Runtime:
         self.check_interrupt()
         if snapshot is None:
             snapshot = dataclasses.replace(self.snapshot, **changes)
-        self.snapshot = snapshot
+        previous, self.snapshot = self.snapshot, snapshot
+        changed = previous is not None and snapshot.params is not previous.params
+        if changed and self.on_params is not None:
+            self.on_params(snapshot.params)
 
     # -- runs ---------------------------------------------------------------------
 
@@ -316,7 +326,15 @@ class Runtime:
     # -- Keras calls --------------------------------------------------------------
 
     @contextlib.contextmanager
-    def keras(self, model, what: str, stateful: bool, commit=True, keep_state=None):
+    def keras(
+        self,
+        model,
+        what: str,
+        stateful: bool,
+        commit=True,
+        keep_state=None,
+        trains=False,
+    ):
         """A Keras call on ``model`` (see `call`), committed as one if it succeeds.
 
         Loads copies of the snapshot's parameters and state into the model's
@@ -326,7 +344,8 @@ class Runtime:
         trained parameters (and with ``keep_state``, by default ``stateful``,
         the final state and its step count) become the snapshot; on any
         exception the optimizer's variables (moments, iteration count) are
-        restored and nothing is committed.
+        restored and nothing is committed. Only a call that ``trains`` commits
+        parameters.
         """
         with self.call(what):
             snapshot = self.snapshot
@@ -345,7 +364,7 @@ class Runtime:
                 self._live_model = None
             if not commit:
                 return
-            changes = {"params": model.param_values()}
+            changes = {"params": model.param_values()} if trains else {}
             if stateful if keep_state is None else keep_state:
                 state = model.state_values()
                 step = np.asarray(state[model.step_key]).reshape(-1)[0]

@@ -193,6 +193,7 @@ class Simulator(
             dt=model.dt,
             scope=self._jax_scope,
             learning_phase=self.settings.learning_phase,
+            on_params=self._write_layers,
         )
 
     @property

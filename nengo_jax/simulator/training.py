@@ -16,7 +16,9 @@ import numpy as np
 from nengo.exceptions import SimulationError, SimulatorClosed, ValidationError
 
 from nengo_jax.program.signals import SignalEnv
+from nengo_jax.simulator.data import HostValues
 from nengo_jax.simulator.keras_model import SimulatorModel
+from nengo_jax.tensor_node import TensorNode, layer_weights
 
 
 class KerasMethods:
@@ -59,6 +61,19 @@ class KerasMethods:
                     training=self._runtime.training,
                 )
         return self._keras
+
+    def _write_layers(self, params):
+        """Put the values of the Keras layers' weights in ``params`` into the
+        layers' own variables: as in NengoDL, a layer holds its trained weights
+        (and a new Simulator of the network starts from them)."""
+        host = HostValues(self._layout, params, None)
+        for node in self.model.sig:
+            if not isinstance(node, TensorNode):
+                continue
+            for var, name in layer_weights(node):
+                sig = self.model.sig[node][name]
+                if host.has(sig):
+                    var.assign(np.asarray(host.read(sig), dtype=var.dtype))
 
     def _input_signals(self) -> dict:
         """Keras input name -> the output signal of the Node it feeds."""
@@ -255,7 +270,8 @@ class KerasMethods:
             kwargs["callbacks"] = list(kwargs.get("callbacks") or []) + [
                 InterruptCheck(self._runtime)
             ]
-        with self._runtime.keras(model, method, stateful):
+        trains = method in ("fit", "train_on_batch")
+        with self._runtime.keras(model, method, stateful, trains=trains):
             return getattr(model, method)(*args, **kwargs)
 
     def _live_reader(self, signal):
