@@ -15,8 +15,11 @@ class Layer:
     Parameters
     ----------
     layer_func : callable, keras.layers.Layer or nengo.neurons.NeuronType
-        A neuron type makes an Ensemble's neurons (gain 1, bias 0, one neuron
-        per input element); anything else a `TensorNode` taking ``x`` alone.
+        A neuron type makes the neurons of a one-dimensional Ensemble with one
+        neuron per input element, built like any Ensemble of the network: its
+        gains and biases come from ``layer_args`` or the network's config
+        defaults (e.g. ``max_rates``, ``intercepts``), as in NengoDL. Anything
+        else makes a `TensorNode` taking ``x`` alone.
     """
 
     def __init__(self, layer_func):
@@ -52,8 +55,6 @@ class Layer:
         if np.ndim(transform) == 2:
             size = np.shape(transform)[0]
         if isinstance(self.layer_func, nengo.neurons.NeuronType):
-            layer_args.setdefault("gain", nengo.dists.Choice([1]))
-            layer_args.setdefault("bias", nengo.dists.Choice([0]))
             ens = nengo.Ensemble(size, 1, neuron_type=self.layer_func, **layer_args)
             obj = ens.neurons
         else:

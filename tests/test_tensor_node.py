@@ -181,7 +181,9 @@ def test_layer_gets_learning_phase():
 def test_layer_sugar():
     with nengo.Network(seed=0) as net:
         inp = nengo.Node(np.linspace(-1, 1, 4))
-        relu = nengo_jax.Layer(nengo.RectifiedLinear())(inp, transform=2)
+        relu = nengo_jax.Layer(nengo.RectifiedLinear())(
+            inp, transform=2, gain=nengo.dists.Choice([1]), bias=nengo.dists.Choice([0])
+        )
         doubled, conn = nengo_jax.Layer(lambda x: 3 * x)(relu, return_conn=True)
         p = nengo.Probe(doubled)
     assert isinstance(relu, nengo.ensemble.Neurons) and relu.ensemble.n_neurons == 4
@@ -192,6 +194,24 @@ def test_layer_sugar():
         trainable = sim.keras_model.trainable_variables
         key = sim._layout.view(sim.model.sig[conn]["weights"])
         assert all(key.key not in v.name for v in trainable)
+
+
+def test_layer_neurons_use_the_network_config():
+    """NengoDL's spiking-MNIST recipe sets Ensemble defaults on the config and
+    relies on Layer(neuron_type) using them (measured on NengoDL 3.6: gain 100,
+    bias 0, output [50, 0])."""
+    with nengo.Network(seed=0) as net:
+        net.config[nengo.Ensemble].max_rates = nengo.dists.Choice([100])
+        net.config[nengo.Ensemble].intercepts = nengo.dists.Choice([0])
+        inp = nengo.Node([0.5, -0.2])
+        neurons = nengo_jax.Layer(nengo.RectifiedLinear())(inp)
+        p = nengo.Probe(neurons)
+    assert neurons.ensemble.n_neurons == 2 and neurons.ensemble.dimensions == 1
+    with nengo_jax.Simulator(net, progress_bar=False) as sim:
+        sim.run_steps(2)
+        assert_allclose(sim.data[neurons.ensemble].gain, [100, 100])
+        assert_allclose(sim.data[neurons.ensemble].bias, [0, 0])
+        assert_allclose(sim.data[p][-1], [50, 0])
 
 
 def test_errors():
