@@ -116,16 +116,19 @@ OPTIONS = tuple(f.name for f in fields(Settings) if not f.metadata.get("resolved
 
 
 def configure_settings(**options):
-    """Set simulator options on the Network whose context is active.
+    """Set simulator options from inside a ``with network:`` block.
 
-    Call it inside a ``with network:`` block. Each call sets only the options it
-    names; the Simulator reads them from the top-level network.
+    Each call sets only the options it names. As in NengoDL, ``trainable``
+    applies to the innermost network whose context is active (so a
+    subnetwork can be frozen); every other option is set on the outermost one
+    (the network being built), wherever it is called, and the Simulator reads
+    them from its top-level network.
 
     Parameters
     ----------
     trainable : bool or None
         Adds a ``trainable`` config parameter to Ensembles, Connections and
-        Neurons of this network with this default (None: the default choice,
+        Neurons of the innermost active network with this default (None: the default choice,
         which trains connection weights, encoders and biases); then
         ``net.config[obj].trainable`` sets it per object or class.
     planner, sorter, simplifications
@@ -138,7 +141,7 @@ def configure_settings(**options):
         Floating point precision of the simulation.
     keep_history : bool
         Whether probes keep every step (False: only the last); adds a
-        ``keep_history`` config parameter to this network's Probes, so that
+        ``keep_history`` config parameter to the network's Probes, so that
         ``net.config[probe].keep_history`` sets it per probe.
     stateful : bool
         Whether state carries over between calls.
@@ -158,7 +161,6 @@ def configure_settings(**options):
             "configure_settings must be called within a Network context "
             "(`with net: nengo_jax.configure_settings(...)`)"
         )
-    config = nengo.Network.context[-1].config
     for name in options:
         if name not in OPTIONS:
             raise ConfigError(
@@ -166,7 +168,8 @@ def configure_settings(**options):
                 + ", ".join(OPTIONS)
             )
     if "trainable" in options:
-        add_trainable(config, options["trainable"])
+        add_trainable(nengo.Network.context[-1].config, options["trainable"])
+    config = nengo.Network.context[0].config
     if "keep_history" in options:
         add_object_setting(config, nengo.Probe, "keep_history", options["keep_history"])
     if nengo.Network not in config.params:

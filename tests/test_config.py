@@ -245,3 +245,27 @@ def test_config_after_build_changes_nothing():
         sim.run_steps(3)
         assert sim.data[probe].shape[0] == 3
     assert trainable(net) == params_of([a], biases=[a])  # a new build sees it
+
+
+def test_options_set_in_a_subnetwork_apply_to_the_network():
+    """NengoDL applies every option but ``trainable`` to the outermost network
+    being built (measured on NengoDL 3.6: float64 and keep_history=False for
+    the probes inside and outside the subnetwork)."""
+    with nengo.Network(seed=0) as net:
+        a = nengo.Node([0.5])
+        with nengo.Network():
+            nengo_jax.configure_settings(
+                dtype="float64", keep_history=False, trainable=False
+            )
+            b = nengo.Ensemble(5, 1)
+            pb = nengo.Probe(b)
+        nengo.Connection(a, b)
+        c = nengo.Ensemble(5, 1)
+        pa = nengo.Probe(a)
+    with nengo_jax.Simulator(net, progress_bar=False) as sim:
+        sim.run_steps(3)
+        for p in (pa, pb):
+            assert sim.data[p].dtype == np.float64 and sim.data[p].shape == (1, 1)
+        # trainable stays the subnetwork's: its ensemble is frozen, the outer
+        # one is not
+        assert set(sim.settings.trained) == {(c, "encoders"), (c.neurons, "bias")}
