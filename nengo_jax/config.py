@@ -128,8 +128,8 @@ def configure_settings(**options):
     ----------
     trainable : bool or None
         Adds a ``trainable`` config parameter to Ensembles, Connections and
-        Neurons of the innermost active network with this default (None: the default choice,
-        which trains connection weights, encoders and biases); then
+        Neurons of the innermost active network with this default (None: the
+        default choice, which trains connection weights, encoders and biases); then
         ``net.config[obj].trainable`` sets it per object or class.
     planner, sorter, simplifications
         Graph optimisation stages (see ``nengo_jax.graph_optimizer``).

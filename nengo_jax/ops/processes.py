@@ -18,7 +18,13 @@ import numpy as np
 from nengo.builder.processes import SimProcess
 
 from nengo_jax.maths.synapses import is_native, synapse_step
-from nengo_jax.program.host import ProcessStream, host_call, item_seeds, process_seed
+from nengo_jax.program.host import (
+    ProcessStream,
+    host_call,
+    item_seeds,
+    nengo_time,
+    process_seed,
+)
 from nengo_jax.program.registry import OpBuilder, register
 
 
@@ -130,9 +136,7 @@ class HostProcess:
             arrays = self.arrays[b]
             for name, value in zip(self.names, states, strict=True):
                 arrays[name][...] = value[b]
-            # Nengo's time signal is exactly ``step * dt``; ours is float32.
-            t_b = float(np.round(t[b] / dt) * dt)
-            y = step_f(t_b, u[b].copy())
+            y = step_f(nengo_time(t[b], dt), u[b].copy())
             outputs.append(np.broadcast_to(np.asarray(y, np.float64), op.output.shape))
             for new, name in zip(new_states, self.names, strict=True):
                 new[b] = arrays[name]

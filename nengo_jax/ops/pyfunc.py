@@ -7,6 +7,7 @@ from nengo.builder.operator import SimPyFunc
 from nengo_jax.program.host import (
     FunctionStream,
     host_call,
+    nengo_time,
     node_outputs,
 )
 from nengo_jax.program.registry import OpBuilder, register
@@ -57,7 +58,7 @@ class SimPyFuncBuilder(OpBuilder):
         op = self.op
         t, x = (None if t is None else np.asarray(t)), np.asarray(x, dtype=np.float64)
         calls = [
-            ((float(t[b]),) if t is not None else ()) + (x[b].copy(),)
+            ((nengo_time(t[b], self.ctx.dt),) if t is not None else ()) + (x[b].copy(),)
             for b in range(x.shape[0])
         ]
         shape = None if op.output is None else op.output.shape

@@ -173,6 +173,12 @@ def host_call(fn, result, *args, errors: HostErrors, what: str):
     return io_callback(guarded, result, *args, ordered=False)
 
 
+def nengo_time(t, dt) -> float:
+    """Nengo's time of the step whose (float32) time is ``t``: ``step * dt`` in
+    float64, as `nengo.Simulator` passes it to Python functions."""
+    return round(float(t) / dt) * dt  # (an int step times dt, as Nengo)
+
+
 def function_name(fn):
     return getattr(fn, "__name__", repr(fn))
 
@@ -189,8 +195,8 @@ class FunctionStream(HostStream):
         self.label = self.what = label
 
     def compute(self, steps, dt):
-        # the same float rounding as the time signal inside the loop
-        times = steps.astype(self.dtype) * self.dtype.type(dt)
+        # Nengo's time, step * dt in float64 (not the float32 time signal)
+        times = np.asarray(steps, dtype=np.int64) * float(dt)
         calls = [(float(t),) for t in times] if self.t_passed else [()] * len(steps)
         out = node_outputs(
             self.fn, calls, self.shape if self.has_output else None, self.label
