@@ -21,8 +21,8 @@ from nengo_jax.maths.synapses import is_native, synapse_step
 from nengo_jax.program.host import (
     ProcessStream,
     host_call,
-    item_seeds,
     nengo_time,
+    process_item_seeds,
     process_seed,
 )
 from nengo_jax.program.registry import OpBuilder, register
@@ -86,7 +86,7 @@ class HostProcess:
         op, dt = self.op, self.ctx.dt
         shape_in = op.input.shape
         self.steps, self.arrays = [], []
-        for item_seed in item_seeds(seed, minibatch_size):
+        for item_seed in process_item_seeds(op.process, seed, minibatch_size):
             arrays = {
                 name: np.array(op.state[name].initial_value, copy=True)
                 for name in self.names

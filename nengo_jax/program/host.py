@@ -251,6 +251,15 @@ def item_seeds(seed: int, minibatch_size: int) -> list:
     return seeds
 
 
+def process_item_seeds(process, seed: int, minibatch_size: int) -> list:
+    """Seeds of ``process`` for each batch item: as NengoDL, a process with its
+    own ``seed`` gives every item the same signal (Nengo's); others differ per
+    item (`item_seeds`)."""
+    if process.seed is not None:
+        return [seed] * minibatch_size
+    return item_seeds(seed, minibatch_size)
+
+
 def process_seed(process, rng: np.random.RandomState) -> int:
     """The seed Nengo's `Process.get_rng` would use (draws from ``rng`` alike)."""
     return rng.randint(maxint) if process.seed is None else process.seed
@@ -280,7 +289,7 @@ class ProcessStream(HostStream):
         self.seed = seed
         self.next_step = 1
         self.steps = []
-        for item_seed in item_seeds(seed, minibatch_size):
+        for item_seed in process_item_seeds(self.process, seed, minibatch_size):
             state = self.process.make_state((0,), self.shape, self.dt)
             self.steps.append(
                 self.process.make_step(
