@@ -1,13 +1,17 @@
-"""nan_mse and Regularize: NengoDL 3.6's values (measured on it, as noted) and
-their gradients."""
+"""nan_mse and Regularize: NengoDL 3.6's values (measured on it, as noted), their
+gradients, and their use as Keras losses in the Simulator."""
 
 import jax
 import jax.numpy as jnp
+import keras
+import nengo
 import numpy as np
 import pytest
 from nengo.exceptions import ValidationError
 
+import nengo_jax
 from nengo_jax.losses import Regularize, nan_mse
+from tests.helpers import MB, ramp_net
 
 
 def sparse_targets():
@@ -146,3 +150,30 @@ def test_regularize_config():
     again = Regularize.from_config(config)
     x = random_data()
     assert float(again(None, x)) == float(Regularize(axis=0)(None, x))
+
+
+def test_losses_in_simulator():
+    """evaluate's losses are nan_mse's and Regularize's of predict's outputs."""
+    net = ramp_net(neuron_type=nengo.RectifiedLinear())
+    rng = np.random.RandomState(0)
+    x = rng.uniform(-1, 1, size=(MB, 5, 1))
+    y = np.where(rng.uniform(size=(MB, 5, 1)) < 0.5, np.nan, x**2)
+    zeros = np.zeros((MB, 5, 30))
+    with nengo_jax.Simulator(net, minibatch_size=MB, progress_bar=False) as sim:
+        sim.compile(
+            keras.optimizers.SGD(1e-7),
+            loss={net.p: nan_mse, net.p_neurons: Regularize(order=1)},
+        )
+        out = sim.predict({net.inp: x}, verbose=0)
+        result = sim.evaluate({net.inp: x}, {net.p: y, net.p_neurons: zeros}, verbose=0)
+        expected_mse = np.sum(np.where(np.isnan(y), 0, out[net.p] - y) ** 2) / y.size
+        assert result["p_loss"] == pytest.approx(expected_mse, rel=1e-4)
+        rates = np.abs(out[net.p_neurons]).sum(axis=-1).mean()
+        assert result["p_neurons_loss"] == pytest.approx(rates, rel=1e-4)
+        history = sim.fit(
+            {net.inp: x}, {net.p: y, net.p_neurons: zeros}, epochs=3, verbose=0
+        )
+        # NaN targets reach nan_mse (they are no target, not bad data), and
+        # both losses go down.
+        for name in ("p_loss", "p_neurons_loss"):
+            assert np.all(np.diff(history.history[name]) < 0), name
