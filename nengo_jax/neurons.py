@@ -108,7 +108,8 @@ class LeakyReLU(nengo.RectifiedLinear):
     ----------
     negative_slope : float
         Slope of the response to negative inputs (0 gives
-        `nengo.RectifiedLinear`).
+        `nengo.RectifiedLinear`). The default, 0.3, is NengoDL's (and that of
+        ``keras.layers.LeakyReLU``).
     amplitude : float
         Scaling factor on the neuron output. Corresponds to the relative
         amplitude of the output of the neuron. Must be positive.
@@ -126,7 +127,7 @@ class LeakyReLU(nengo.RectifiedLinear):
 
     negative_slope = NumberParam("negative_slope")
 
-    def __init__(self, negative_slope=0.0, amplitude=1, initial_state=None):
+    def __init__(self, negative_slope=0.3, amplitude=1, initial_state=None):
         super().__init__(amplitude=amplitude, initial_state=initial_state)
         self.negative_slope = negative_slope
 
@@ -153,7 +154,8 @@ class SpikingLeakyReLU(LeakyReLU):
     Parameters
     ----------
     negative_slope : float
-        Slope of the response to negative inputs.
+        Slope of the response to negative inputs (0.3 by default, as in
+        NengoDL).
     amplitude : float
         Scaling factor on the neuron output. Corresponds to the relative
         amplitude of the output spikes of the neuron. Must be positive.

@@ -26,7 +26,7 @@ TYPES = {
     "leaky": LeakyReLU(negative_slope=0.1, amplitude=2),
     "relu": nengo.RectifiedLinear(amplitude=2),
     "spiking_leaky": SpikingLeakyReLU(negative_slope=0.3, amplitude=0.5),
-    "spiking_leaky0": SpikingLeakyReLU(),
+    "spiking_leaky0": SpikingLeakyReLU(negative_slope=0),
     "spiking_relu": nengo.SpikingRectifiedLinear(),
 }
 
@@ -200,7 +200,8 @@ def test_leaky_relu_rates():
     np.testing.assert_allclose(numpy_rates(leaky, J), expected, rtol=1e-15)
     assert_allclose(jax_rates(leaky, J), expected)
     # With no negative slope it is RectifiedLinear.
-    relu, leaky0 = nengo.RectifiedLinear(amplitude=2), LeakyReLU(amplitude=2)
+    relu = nengo.RectifiedLinear(amplitude=2)
+    leaky0 = LeakyReLU(negative_slope=0, amplitude=2)
     np.testing.assert_array_equal(numpy_rates(leaky0, J), numpy_rates(relu, J))
     np.testing.assert_array_equal(jax_rates(leaky0, J), jax_rates(relu, J))
     x, gain, bias = np.linspace(-1, 1, 5), np.array([3.0]), np.array([0.5])
@@ -211,6 +212,29 @@ def test_leaky_relu_rates():
     np.testing.assert_array_equal(
         spiking.rates(x, gain, bias), leaky.rates(x, gain, bias)
     )
+
+
+def test_leaky_relu_default_slope():
+    """NengoDL's default negative slope is 0.3 (as is keras.layers.LeakyReLU's)."""
+    assert LeakyReLU().negative_slope == 0.3
+    assert SpikingLeakyReLU().negative_slope == 0.3
+    J = np.array([-10.0, -1.0, 0.0, 2.0])
+    expected = np.array([-3.0, -0.3, 0.0, 2.0])
+    np.testing.assert_allclose(numpy_rates(LeakyReLU(), J), expected, rtol=1e-15)
+    assert_allclose(jax_rates(LeakyReLU(), J), expected)
+    x, gain, bias = np.array([-1.0, 1.0]), np.array([2.0]), np.array([0.0])
+    np.testing.assert_allclose(SpikingLeakyReLU().rates(x, gain, bias), [[-0.6], [2.0]])
+    # The spikes of a constant negative input add up to 0.3 of its integral.
+    maths = maths_for(SpikingLeakyReLU())
+    p = params_of(SpikingLeakyReLU(), maths)
+
+    def body(state, J_t):
+        output, state = maths.step(DT, J_t, state, p)
+        return state, output
+
+    J_neg = jnp.full((1000, 1), -100.0, jnp.float32)
+    spikes = jax.lax.scan(body, {"voltage": jnp.zeros(1)}, J_neg)[1]
+    assert float(jnp.sum(spikes) * DT) == pytest.approx(-30.0, abs=1.0)
 
 
 def test_spiking_leaky_relu_zero_slope_is_spiking_relu():

@@ -110,8 +110,12 @@ def as_array(value, obj, attr) -> np.ndarray:
         ) from e
 
 
-def check_array(value, obj, size, attr, dtype) -> np.ndarray:
-    """``value`` as a ``(batch, n_steps, size)`` array of finite numbers."""
+def check_array(value, obj, size, attr, dtype, allow_nan=False) -> np.ndarray:
+    """``value`` as a ``(batch, n_steps, size)`` array of finite numbers.
+
+    ``allow_nan`` lets NaN through (targets: NaN marks "no target here" for
+    `nengo_jax.losses.nan_mse`, as in NengoDL); infinities are still refused.
+    """
     array = as_array(value, obj, attr)
     if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
         raise ValidationError(
@@ -128,12 +132,19 @@ def check_array(value, obj, size, attr, dtype) -> np.ndarray:
             obj=obj,
         )
     array = array.astype(dtype, copy=False)
-    if not np.isfinite(array).all():
-        bad = np.argwhere(~np.isfinite(array))[0]
+    ok = np.isfinite(array)
+    if allow_nan:
+        ok |= np.isnan(array)
+    if not ok.all():
+        bad = np.argwhere(~ok)[0]
+        why = (
+            "targets may be NaN (no target) but not infinite"
+            if allow_nan
+            else "a non-finite input makes the simulation state non-finite until reset"
+        )
         raise ValidationError(
             f"Data for {obj} must be finite; got {array[tuple(bad)]} at index "
-            f"{tuple(int(i) for i in bad)} (a non-finite input makes the "
-            "simulation state non-finite until reset)",
+            f"{tuple(int(i) for i in bad)} ({why})",
             attr=attr,
             obj=obj,
         )
@@ -298,7 +309,7 @@ class InputChecker:
             xk[self.input_nodes[node]] = array
         for probe, value in ys.items():
             size = int(np.prod(self.model.sig[probe]["in"].shape))
-            array = check_array(value, probe, size, "y", self.dtype)
+            array = check_array(value, probe, size, "y", self.dtype, allow_nan=True)
             last = probe in self.last_only
             arrays.append((f"Targets for {probe}", array, last))
             yk[self.probe_names[probe]] = array

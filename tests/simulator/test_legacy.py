@@ -157,8 +157,9 @@ def test_summaries(tmp_path):
 def test_nan_mse_and_regularize():
     t = np.array([[1.0, np.nan], [3.0, 4.0]])
     p = np.array([[2.0, 100.0], [3.0, 2.0]])
-    assert float(losses.nan_mse(t, p)) == pytest.approx((1 + 0 + 4) / 3)
-    assert float(obj.mse(p, t)) == pytest.approx((1 + 0 + 4) / 3)
+    # NaN targets are zero error but count in the mean (as in NengoDL).
+    assert float(losses.nan_mse(t, p)) == pytest.approx((1 + 0 + 0 + 4) / 4)
+    assert float(obj.mse(p, t)) == pytest.approx((1 + 0 + 0 + 4) / 4)
     y = np.array([[[3.0, 4.0]], [[0.0, 1.0]]])
     assert float(losses.Regularize()(np.zeros_like(y), y)) == pytest.approx(3.0)
     assert float(losses.Regularize(order=1)(np.zeros_like(y), y)) == pytest.approx(4.0)
