@@ -25,10 +25,10 @@ class SimulationData(Mapping):
     (or `~.Simulator.load_params`), ``encoders``, ``scaled_encoders``, ``bias``
     (and the ``max_rates`` and ``intercepts`` they imply) and ``weights`` are
     the current ones, as read-only arrays; while a value is unchanged, Nengo's
-    own built array is returned. Values that an operator writes (weights under
-    an online learning rule) are simulation state, not parameters: they show
-    as built, as in Nengo (``sim.signals`` has their current values). A closed
-    Simulator has no live values and shows the built ones.
+    own built array is returned. Weights and encoders that an online learning
+    rule changes show their learned values too, as in NengoDL: one per batch
+    item, along a leading axis, when the Simulator has a ``minibatch_size``.
+    A closed Simulator has no live values and shows the built ones.
     """
 
     def __init__(self, sim):
@@ -57,10 +57,11 @@ class SimulationData(Mapping):
         if cached is not None and cached[0] is params and cached[1] is state:
             return cached[2]
         host = HostValues(sim._layout, params, state)
+        learned = sim._learned, sim._batch_given
         if isinstance(obj, Ensemble):
-            value = live_ensemble(sim.model, host, obj, built)
+            value = live_ensemble(sim.model, host, obj, built, *learned)
         else:
-            value = live_connection(sim.model, host, obj, built)
+            value = live_connection(sim.model, host, obj, built, *learned)
         self._live[obj] = (params, state, value)
         return value
 
@@ -157,12 +158,17 @@ def _readonly(value):
     return value
 
 
-def live_ensemble(model, host, ens, built) -> BuiltEnsemble:
-    """``built`` with the current encoders and biases of ``ens``."""
+def live_ensemble(model, host, ens, built, learned=(), batched=False) -> BuiltEnsemble:
+    """``built`` with the current encoders and biases of ``ens``.
+
+    Encoders in ``learned`` (changed by a learning rule) are state: with
+    ``batched``, one per batch item, along a leading axis.
+    """
     sig = model.sig[ens].get("encoders")
     changes = {}
-    if _is_param(host, sig) and built.scaled_encoders is not None:
-        scaled = host.read(sig)
+    is_learned = sig is not None and sig in learned
+    if (is_learned or _is_param(host, sig)) and built.scaled_encoders is not None:
+        scaled = host.read(sig, batched=is_learned and batched)
         if _changed(scaled, built.scaled_encoders):
             changes["scaled_encoders"] = _readonly(scaled)
             changes["encoders"] = _readonly(
@@ -198,9 +204,17 @@ def _rates_intercepts(ens, gain, bias) -> dict:
     return {"max_rates": _readonly(max_rates), "intercepts": _readonly(intercepts)}
 
 
-def live_connection(model, host, conn, built) -> BuiltConnection:
-    """``built`` with the current weights of ``conn``."""
+def live_connection(
+    model, host, conn, built, learned=(), batched=False
+) -> BuiltConnection:
+    """``built`` with the current weights of ``conn``.
+
+    Weights in ``learned`` (changed by a learning rule) are state: with
+    ``batched``, one per batch item, along a leading axis.
+    """
     sig = model.sig[conn].get("weights")
+    if sig is not None and sig in learned:
+        return built._replace(weights=_readonly(host.read(sig, batched=batched)))
     if not _is_param(host, sig) or built.weights is None:
         return built
     weights = host.read(sig)

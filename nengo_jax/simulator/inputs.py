@@ -113,8 +113,9 @@ def as_array(value, obj, attr) -> np.ndarray:
 def check_array(value, obj, size, attr, dtype, allow_nan=False) -> np.ndarray:
     """``value`` as a ``(batch, n_steps, size)`` array of finite numbers.
 
-    ``allow_nan`` lets NaN through (targets: NaN marks "no target here" for
-    `nengo_jax.losses.nan_mse`, as in NengoDL); infinities are still refused.
+    ``allow_nan`` lets NaN through (targets of an output whose loss is
+    `nengo_jax.losses.nan_mse`: NaN marks "no target here", as in NengoDL);
+    infinities are still refused.
     """
     array = as_array(value, obj, attr)
     if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
@@ -137,11 +138,16 @@ def check_array(value, obj, size, attr, dtype, allow_nan=False) -> np.ndarray:
         ok |= np.isnan(array)
     if not ok.all():
         bad = np.argwhere(~ok)[0]
-        why = (
-            "targets may be NaN (no target) but not infinite"
-            if allow_nan
-            else "a non-finite input makes the simulation state non-finite until reset"
-        )
+        if allow_nan:
+            why = "targets may be NaN (no target) but not infinite"
+        elif attr == "y":
+            why = (
+                "NaN marks 'no target' only for an output whose loss is "
+                "nengo_jax.losses.nan_mse; other losses would make every trained "
+                "parameter non-finite"
+            )
+        else:
+            why = "a non-finite input makes the simulation state non-finite until reset"
         raise ValidationError(
             f"Data for {obj} must be finite; got {array[tuple(bad)]} at index "
             f"{tuple(int(i) for i in bad)} ({why})",
@@ -279,11 +285,14 @@ class InputChecker:
             checked[node] = check_array(value, node, node.size_out, "data", self.dtype)
         return checked
 
-    def keras_data(self, x, y, n_steps, method, loss_outputs=None):
+    def keras_data(
+        self, x, y, n_steps, method, loss_outputs=None, nan_targets=frozenset()
+    ):
         """Inputs and targets of a Keras call, named as the Keras model names them.
 
         ``loss_outputs`` (the probe names with a loss) makes targets required
-        for exactly those probes (``fit``, ``evaluate``).
+        for exactly those probes (``fit``, ``evaluate``); the targets of
+        ``nan_targets`` (probe names whose loss is `~.losses.nan_mse`) may be NaN.
         """
         nodes, probes = list(self.input_nodes), self.model.probes
         for value, attr, objects, what in (
@@ -309,7 +318,10 @@ class InputChecker:
             xk[self.input_nodes[node]] = array
         for probe, value in ys.items():
             size = int(np.prod(self.model.sig[probe]["in"].shape))
-            array = check_array(value, probe, size, "y", self.dtype, allow_nan=True)
+            name = self.probe_names[probe]
+            array = check_array(
+                value, probe, size, "y", self.dtype, allow_nan=name in nan_targets
+            )
             last = probe in self.last_only
             arrays.append((f"Targets for {probe}", array, last))
             yk[self.probe_names[probe]] = array

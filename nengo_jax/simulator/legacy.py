@@ -150,6 +150,12 @@ class LegacyTraining:
             model.compile(optimizer=optimizer, loss=None)
         model.objectives = objectives
         self._loss_outputs = {name for names, _ in objectives for name in names}
+        self._nan_targets = frozenset(
+            self._output_name(self._find_probe(p))
+            for key, fn in objective.items()
+            if fn is obj.mse
+            for p in (key if isinstance(key, tuple) else (key,))
+        )
         self._loss_weights = {}
 
     def _train_truncated(self, x, y, n_epochs, truncation, shuffle):

@@ -28,7 +28,7 @@ from nengo_jax.program.program import RNG_KEY
 from nengo_jax.simulator.data import HostValues
 
 #: Marks a parameter file (and its layout version).
-FORMAT = "nengo_jax.params/1"
+FORMAT = "nengo_jax.params/2"
 
 
 @dataclass(frozen=True)
@@ -57,8 +57,7 @@ class ParamsMethods:
         """The current parameters of Ensembles and Connections, by object.
 
         The values are those of ``sim.data``: parameters as trained (or
-        loaded), and values that operators write (weights under an online
-        learning rule) as built.
+        loaded), and weights and encoders as online learning rules changed them.
 
         Parameters
         ----------
@@ -108,6 +107,9 @@ class ParamsMethods:
     def save_params(self, path, include_state=False):
         """Save the parameters (and optionally the state) to one ``.npz`` file.
 
+        The parameters include the weights and encoders that online learning
+        rules changed (one per batch item), as in NengoDL.
+
         Any network of the same structure can load the file with `load_params`:
         the same Ensembles and Connections, built in the same order, with
         parameters of the same shapes (neuron types may differ, so the
@@ -128,7 +130,10 @@ class ParamsMethods:
         path = _npz_path(path)
         host = HostValues(self._layout, *self._runtime.live_values())
         entries = self._param_entries(host)
-        arrays = {e.name: host.read(e.sig) for e in entries}
+        # (what learning rules learned is state: one value per batch item)
+        arrays = {
+            e.name: host.read(e.sig, batched=not host.is_param(e.sig)) for e in entries
+        }
         if include_state:
             state = self._state_entries(host)
             arrays.update((e.name, host.read(e.sig, batched=True)) for e in state)
@@ -213,7 +218,8 @@ class ParamsMethods:
         )
 
     def _param_entries(self, host) -> list:
-        """The trainable parameters stored as parameters, in network order."""
+        """The parameters, in network order: what training may change, and
+        what learning rules changed (see `learned_signals`)."""
         network = self.model.toplevel
         if network is None:
             return []
@@ -232,7 +238,11 @@ class ParamsMethods:
                 entries.append(
                     Entry(f"connection{i}.weights", conn, sig[conn].get("weights"))
                 )
-        entries = [e for e in entries if host.has(e.sig) and host.is_param(e.sig)]
+        entries = [
+            e
+            for e in entries
+            if host.has(e.sig) and (host.is_param(e.sig) or e.sig in self._learned)
+        ]
         for i, node in enumerate(network.all_nodes):
             for attr, s in _node_params(self.model, host, node).items():
                 entries.append(Entry(f"node{i}.{attr}", node, s))
@@ -251,7 +261,7 @@ class ParamsMethods:
                     continue  # the same signal under another name
                 name = f"state.{i}.{attr}"
                 owners[key] = (name, obj)
-                if not host.is_param(sig):
+                if not host.is_param(sig) and sig not in self._learned:
                     entries.append(Entry(name, obj, sig))
         # synapse and process state belongs to the signal the process writes;
         # in the owners' order, since the operators' order differs between builds
@@ -455,6 +465,27 @@ def _stored_shape(entry, host) -> tuple:
         if array.ndim > len(host.layout.shape(view.key)):
             shape = array.shape[:1] + shape
     return shape
+
+
+def learned_signals(model, layout) -> frozenset:
+    """The Connection weights and Ensemble encoders that learning rules change.
+
+    They are simulation state (operators write them; each batch item learns
+    its own), but NengoDL treats them as parameters: `save_params` saves them,
+    ``reset(include_trainable=False)`` keeps them and ``sim.data`` shows them.
+    """
+    network = model.toplevel
+    if network is None:
+        return frozenset()
+    candidates = [
+        model.sig.get(c, {}).get("weights") for c in network.all_connections
+    ] + [model.sig.get(e, {}).get("encoders") for e in network.all_ensembles]
+    bases, state = set(layout.bases), set(layout.state_keys)
+    return frozenset(
+        sig
+        for sig in candidates
+        if sig is not None and sig.base in bases and layout.view(sig).key in state
+    )
 
 
 def _signature(sig) -> tuple:

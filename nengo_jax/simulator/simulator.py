@@ -29,7 +29,7 @@ from nengo_jax.simulator.freeze import FreezeMethods
 from nengo_jax.simulator.gradients import GradientCheck
 from nengo_jax.simulator.inputs import InputChecker, check_seconds, unique_names
 from nengo_jax.simulator.legacy import LegacyTraining
-from nengo_jax.simulator.params import ParamsMethods
+from nengo_jax.simulator.params import ParamsMethods, learned_signals
 from nengo_jax.simulator.runtime import Recorded, Runtime, Snapshot, gc_paused
 from nengo_jax.simulator.training import KerasMethods
 
@@ -169,6 +169,8 @@ class Simulator(
             device=self.device,
         )
         self._layout = program.layout
+        #: what learning rules change, that NengoDL treats as parameters
+        self._learned = learned_signals(model, program.layout)
         input_nodes = [
             node
             for node in self._node_index
@@ -351,7 +353,8 @@ class Simulator(
     ):
         """Restore the initial simulation state, and what the arguments name.
 
-        The time, neuron, synapse and learning-rule state always restart.
+        The time and the neuron, synapse and learning-rule state always
+        restart (but see ``include_trainable`` for what learning rules learned).
 
         Parameters
         ----------
@@ -361,7 +364,8 @@ class Simulator(
             not change.
         include_trainable : bool
             Whether to restore the built parameters, undoing training and
-            `load_params`.
+            `load_params`, and the weights and encoders that learning rules
+            changed (False keeps them, as in NengoDL).
         include_probes : bool
             Whether to clear the probe data.
         include_processes : bool
@@ -381,6 +385,13 @@ class Simulator(
             if include_trainable or params is None:
                 params = self._to_device(self._layout.initial_params())
             state = self._layout.initial_state(self.minibatch_size)
+            if not include_trainable and old is not None:
+                # what learning rules learned counts as parameters (NengoDL)
+                for sig in self._learned:
+                    value = self._layout.read(
+                        lambda key: np.asarray(old.state[key]), sig, batched=True
+                    )
+                    self._layout.write(state.__getitem__, sig, value)
             if include_processes or old is None:
                 rng = np.random.RandomState(self._seed)
                 # draw seeds in nengo.Simulator's order

@@ -15,6 +15,7 @@ import keras
 import numpy as np
 from nengo.exceptions import SimulationError, SimulatorClosed, ValidationError
 
+from nengo_jax.losses import nan_mse
 from nengo_jax.program.signals import SignalEnv
 from nengo_jax.simulator.data import HostValues
 from nengo_jax.simulator.keras_model import SimulatorModel
@@ -26,6 +27,8 @@ class KerasMethods:
 
     _keras = None
     _loss_outputs = frozenset()
+    #: Outputs whose loss takes NaN targets ("no target here": `losses.nan_mse`).
+    _nan_targets = frozenset()
     _loss_weights = {}
 
     # -- the model ------------------------------------------------------------------
@@ -122,6 +125,9 @@ class KerasMethods:
             )
         model.objectives = []
         self._loss_outputs = set(losses or ())
+        self._nan_targets = frozenset(
+            name for name, fn in (losses or {}).items() if fn is nan_mse
+        )
         self._loss_weights = weights or {}
 
     def fit(self, x=None, y=None, n_steps=None, stateful=False, **kwargs):
@@ -335,7 +341,12 @@ class KerasMethods:
         """Checked inputs and targets, named as the Keras model names them; with
         ``targets``, exactly the probes with a loss need targets."""
         return self._inputs.keras_data(
-            x, y, n_steps, method, self._loss_outputs if targets else None
+            x,
+            y,
+            n_steps,
+            method,
+            self._loss_outputs if targets else None,
+            nan_targets=self._nan_targets,
         )
 
 

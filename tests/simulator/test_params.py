@@ -91,20 +91,63 @@ def test_seed_example_sim_data_shows_trained_values(capsys):
         assert sim.data[net.c_out] is built_conn
 
 
-def test_learning_rule_weights_are_state_not_parameters():
+def pes_net():
     with nengo.Network(seed=0) as net:
-        stim = nengo.Node(0.5)
-        a = nengo.Ensemble(10, 1)
-        b = nengo.Node(size_in=1)
-        conn = nengo.Connection(a, b, learning_rule_type=nengo.PES(1e-3))
-        nengo.Connection(stim, a)
-        nengo.Connection(b, conn.learning_rule)
-    with nengo_jax.Simulator(net, progress_bar=False) as sim:
+        net.stim = nengo.Node([0.7])
+        pre = nengo.Ensemble(10, 1)
+        post = nengo.Node(size_in=1)
+        nengo.Connection(net.stim, pre)
+        net.conn = nengo.Connection(
+            pre, post, learning_rule_type=nengo.PES(1e-3), function=lambda x: 0
+        )
+        error = nengo.Node(size_in=1)
+        nengo.Connection(post, error)
+        nengo.Connection(net.stim, error, transform=-1)
+        nengo.Connection(error, net.conn.learning_rule)
+        net.p = nengo.Probe(post)
+    return net
+
+
+@pytest.mark.parametrize("minibatch_size", [None, 2])
+def test_learned_weights_count_as_parameters(tmp_path, minibatch_size):
+    """NengoDL (measured on 3.6): sim.data shows the weights a learning rule
+    changed (one per batch item with a minibatch_size), save_params saves them,
+    reset(include_trainable=False) and soft_reset keep them, reset() restores
+    the built ones."""
+    net = pes_net()
+    conn = net.conn
+    with nengo_jax.Simulator(
+        net, minibatch_size=minibatch_size, progress_bar=False
+    ) as sim:
+        batch = () if minibatch_size is None else (minibatch_size,)
+        built = np.array(sim.data[conn].weights)
+        assert built.shape == batch + (1, 10)
         sim.run_steps(50)
-        learned = np.array(sim.signals[sim.model.sig[conn]["weights"]])
-        assert not np.allclose(learned, sim.model.params[conn].weights)
-        # as in Nengo: sim.data has the built weights, sim.signals the current ones
-        assert sim.data[conn] is sim.model.params[conn]
+        learned = np.array(sim.data[conn].weights)
+        assert learned.shape == batch + (1, 10)
+        signal = np.array(sim.signals[sim.model.sig[conn]["weights"]])
+        np.testing.assert_array_equal(learned, signal)  # (sim.signals agrees)
+        assert not np.allclose(learned, built)
+        assert_get_params_equal(
+            sim.get_params(conn), {conn: {"weights": learned}}, [conn], [conn]
+        )
+        sim.save_params(tmp_path / "learned")
+
+        sim.reset(include_trainable=False)
+        np.testing.assert_array_equal(sim.data[conn].weights, learned)
+        sim.soft_reset()
+        np.testing.assert_array_equal(sim.data[conn].weights, learned)
+        sim.reset()
+        np.testing.assert_array_equal(sim.data[conn].weights, built)
+        sim.load_params(tmp_path / "learned")
+        np.testing.assert_array_equal(sim.data[conn].weights, learned)
+        # learning continues from the loaded weights, as from the kept ones
+        sim.run_steps(10)
+        loaded = np.array(sim.data[conn].weights)
+        sim.load_params(tmp_path / "learned")
+        sim.reset(include_trainable=False)
+        sim.run_steps(10)
+        np.testing.assert_array_equal(sim.data[conn].weights, loaded)
 
 
 # -- named export -----------------------------------------------------------------
