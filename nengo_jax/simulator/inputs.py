@@ -124,11 +124,16 @@ def check_array(value, obj, size, attr, dtype, allow_nan=False) -> np.ndarray:
             attr=attr,
             obj=obj,
         )
-    if array.ndim != 3 or array.shape[2] != size:
+    # targets may have one element per step (e.g. the integer labels of a
+    # sparse loss), which Keras broadcasts against the output, as in NengoDL
+    sizes = (size, 1) if attr == "y" else (size,)
+    if array.ndim != 3 or array.shape[2] not in sizes:
         hint = " Add the batch axis with x[None]." if array.ndim == 2 else ""
+        shape = f"(batch, n_steps, {size})"
+        if attr == "y" and size != 1:
+            shape += " or (batch, n_steps, 1)"
         raise ValidationError(
-            f"Data for {obj} must have shape (batch, n_steps, {size}); got "
-            f"{array.shape}.{hint}",
+            f"Data for {obj} must have shape {shape}; got {array.shape}.{hint}",
             attr=attr,
             obj=obj,
         )
@@ -198,6 +203,17 @@ def _is_nested(values) -> bool:
     """Whether a list looks like one array's data (lists or numbers), not a list
     of per-object arrays (which a dict should name)."""
     return all(isinstance(v, list | tuple | numbers.Number) for v in values)
+
+
+def _steps_of(inputs, targets, n_steps):
+    """The number of steps of a Keras call: its inputs', else ``n_steps``, else
+    its targets' (a one-step target broadcasts over the others)."""
+    for array in inputs:
+        return array.shape[1]
+    if n_steps is not None:
+        return check_steps(n_steps)
+    lengths = [array.shape[1] for array in targets]
+    return max(lengths) if lengths else None
 
 
 @dataclass(frozen=True)
@@ -311,7 +327,7 @@ class InputChecker:
         ys = keyed(y, "y", self.probe, single=probes[0] if probes else None)
 
         arrays = []  # (description, array, whether it has only the last step)
-        xk, yk = {}, {}
+        xk, yk, last_names = {}, {}, set()
         for node, value in xs.items():
             array = check_array(value, node, node.size_out, "x", self.dtype)
             arrays.append((f"Input data for {node}", array, False))
@@ -323,25 +339,33 @@ class InputChecker:
                 value, probe, size, "y", self.dtype, allow_nan=name in nan_targets
             )
             last = probe in self.last_only
+            if last:
+                last_names.add(name)
             arrays.append((f"Targets for {probe}", array, last))
             yk[self.probe_names[probe]] = array
 
-        full = [a for _, a, last in arrays if not last]
         batch = arrays[0][1].shape[0] if arrays else self.minibatch_size
-        steps = full[0].shape[1] if full else n_steps
+        steps = _steps_of(xk.values(), yk.values(), n_steps)
         if steps is None:
             raise ValidationError(
                 f"{method} needs n_steps when no input data is given", attr="n_steps"
             )
         for what, array, last in arrays:
-            expected = (batch, 1 if last else steps)
-            if array.shape[:2] != expected:
+            # a target of one step is compared with every step (as NengoDL,
+            # through Keras's broadcasting)
+            target = what.startswith("Targets")
+            allowed = (1,) if last else ((steps, 1) if target else (steps,))
+            if array.shape[0] != batch or array.shape[1] not in allowed:
                 kept = " (keep_history=False keeps only the last step)" if last else ""
+                also = " (or 1)" if target and not last and steps != 1 else ""
                 raise ValidationError(
                     f"{what} has {array.shape[0]} items of {array.shape[1]} steps; "
-                    f"expected {expected[0]} items of {expected[1]} steps{kept}",
+                    f"expected {batch} items of {allowed[0]} steps{also}{kept}",
                     attr="x",
                 )
+        for name, array in yk.items():
+            if array.shape[1] == 1 and steps != 1 and name not in last_names:
+                yk[name] = np.broadcast_to(array, (batch, steps) + array.shape[2:])
         if n_steps is not None and check_steps(n_steps) != steps:
             raise ValidationError(
                 f"n_steps={n_steps} does not match the data, which has {steps} steps",

@@ -119,7 +119,9 @@ class KerasMethods:
             model.compile(
                 optimizer=optimizer,
                 loss=losses,
-                metrics=self._per_probe(metrics, "metrics", listed=True, only=losses),
+                # ({}: none; Keras 3 keeps an earlier compile's metrics for None)
+                metrics=self._per_probe(metrics, "metrics", listed=True, only=losses)
+                or {},
                 loss_weights=weights,
                 **kwargs,
             )

@@ -488,3 +488,50 @@ def test_trained_parameters_readable_after_close():
         trained = sim.data[net.ens].encoders.copy()
     assert not np.allclose(trained, sim.model.params[net.ens].encoders)
     np.testing.assert_array_equal(sim.data[net.ens].encoders, trained)
+
+
+def three_outputs():
+    with nengo.Network(seed=0) as net:
+        net.inp = nengo.Node(np.zeros(2))
+        out = nengo.Node(size_in=3)
+        nengo.Connection(net.inp, out, transform=np.ones((3, 2)), synapse=None)
+        net.p = nengo.Probe(out)
+    rng = np.random.RandomState(0)
+    return net, rng.uniform(size=(4, 5, 2)), rng
+
+
+def test_sparse_and_broadcast_targets():
+    """Targets Keras broadcasts against an output are accepted, as in NengoDL
+    (values measured on NengoDL 3.6 with the same network and data): integer
+    labels (batch, n_steps, 1) for a sparse loss, and for mse one element per
+    step or one step for all."""
+    net, x, rng = three_outputs()
+    labels = rng.randint(0, 3, size=(4, 5, 1))
+    with nengo_jax.Simulator(net, minibatch_size=2, progress_bar=False) as sim:
+        sim.compile(
+            loss={net.p: keras.losses.SparseCategoricalCrossentropy(from_logits=True)},
+            metrics={net.p: keras.metrics.sparse_categorical_accuracy},
+        )
+        result = sim.evaluate({net.inp: x}, {net.p: labels}, verbose=0)
+        assert_allclose(result["loss"], np.log(3), atol=1e-5)  # NengoDL: 1.09861
+        assert_allclose(result["probe0_sparse_categorical_accuracy"], 0.35)
+        # one label for all steps is every step's label (NengoDL refuses it)
+        one = sim.evaluate({net.inp: x}, {net.p: labels[:, :1]}, verbose=0)
+        tiled = np.repeat(labels[:, :1], 5, axis=1)
+        assert one == sim.evaluate({net.inp: x}, {net.p: tiled}, verbose=0)
+
+        sim.compile(loss={net.p: "mse"})  # (and no metrics left from before)
+        result = sim.evaluate({net.inp: x}, {net.p: rng.uniform(size=(4, 1, 3))})
+        assert set(result) == {"loss", "probe0_loss"}
+        assert_allclose(result["loss"], 0.82347, atol=1e-5)  # NengoDL: 0.82347
+        result = sim.evaluate({net.inp: x}, {net.p: rng.uniform(size=(4, 5, 1))})
+        assert_allclose(result["loss"], 0.75996, atol=1e-5)  # NengoDL: 0.75996
+        for bad, match in (
+            (labels[:, 0], r"must have shape \(batch, n_steps, 3\) or \(batch, n_s"),
+            (labels[..., [0, 0]], r"must have shape \(batch, n_steps, 3\)"),
+            (labels[:, :3], r"has 4 items of 3 steps; expected 4 items of 5 steps"),
+        ):
+            with pytest.raises(ValidationError, match=match):
+                sim.evaluate({net.inp: x}, {net.p: bad})
+        history = sim.fit({net.inp: x}, {net.p: labels[:, :1, [0, 0, 0]]}, verbose=0)
+        assert np.isfinite(history.history["loss"]).all()
