@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numbers
 import operator
+import re
 from collections import Counter
 from dataclasses import dataclass
 
@@ -21,16 +22,34 @@ from nengo.exceptions import ValidationError
 STEPS_INPUT = "n_steps"
 
 
-def unique_names(objects, prefix) -> dict:
-    """Object -> its label where unique, else ``<prefix><index>``: the names of
-    Nodes and Probes as inputs and outputs of the Keras model."""
-    counts = Counter(obj.label for obj in objects)
-    return {
-        obj: obj.label
-        if obj.label and counts[obj.label] == 1 and obj.label != STEPS_INPUT
-        else f"{prefix}{i}"
-        for i, obj in enumerate(objects)
-    }
+def keras_names(nodes, probes) -> tuple[dict, dict]:
+    """The names of input Nodes and Probes in the Keras model, as NengoDL names
+    them: the label, with spaces and colons as ``_`` and characters other than
+    letters, digits and ``_.-/`` left out, or ``node``/``probe`` for an
+    unlabelled object; a name already taken (ignoring case, Nodes first, then
+    Probes) gets ``_1``, ``_2``, ... These are the keys of ``predict``'s outputs
+    and of the losses and metrics in ``fit``'s history (``probe_loss``).
+    """
+    taken = Counter({STEPS_INPUT: 1})  # (name in lower case -> next suffix)
+
+    def name_of(obj, default):
+        base = default if obj.label is None else _sanitized(obj.label)
+        name = base
+        while name.lower() in taken:
+            suffix = taken[base.lower()]
+            taken[base.lower()] += 1
+            name = f"{base}_{suffix}"
+        taken[name.lower()] += 1
+        return name
+
+    node_names = {node: name_of(node, "node") for node in nodes}
+    taken.pop(STEPS_INPUT)  # (a Probe may be called n_steps, as in NengoDL)
+    return node_names, {probe: name_of(probe, "probe") for probe in probes}
+
+
+def _sanitized(label: str) -> str:
+    label = label.replace(" ", "_").replace(":", "_")
+    return re.sub(r"[^A-Za-z0-9_.\-/]", "", label)
 
 
 def find_object(objects, key, cls, attr="data"):

@@ -27,7 +27,7 @@ from nengo_jax.program.program import RNG_KEY, compile_program, new_rng_state
 from nengo_jax.simulator.data import SignalValues, SimulationData
 from nengo_jax.simulator.freeze import FreezeMethods
 from nengo_jax.simulator.gradients import GradientCheck
-from nengo_jax.simulator.inputs import InputChecker, check_seconds, unique_names
+from nengo_jax.simulator.inputs import InputChecker, check_seconds, keras_names
 from nengo_jax.simulator.legacy import LegacyTraining
 from nengo_jax.simulator.params import ParamsMethods, learned_signals
 from nengo_jax.simulator.runtime import Recorded, Runtime, Snapshot, gc_paused
@@ -177,12 +177,13 @@ class Simulator(
             if node.size_in == 0 and node.output is not None
         ]
         last_keys = {key for key, _ in program.last_only}
+        node_names, probe_names = keras_names(input_nodes, model.probes)
         self._inputs = InputChecker(
             model=model,
             minibatch_size=self.minibatch_size,
             dtype=self._layout.dtype,
-            input_nodes=unique_names(input_nodes, "node"),
-            probe_names=unique_names(model.probes, "probe"),
+            input_nodes=node_names,
+            probe_names=probe_names,
             last_only=frozenset(
                 p for p, key in self._probe_keys.items() if key in last_keys
             ),

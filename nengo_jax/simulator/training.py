@@ -78,6 +78,27 @@ class KerasMethods:
                 if host.has(sig):
                     var.assign(np.asarray(host.read(sig), dtype=var.dtype))
 
+    def get_name(self, obj) -> str:
+        """The name of an input Node or a Probe in the Keras model, as NengoDL
+        names them (see `nengo_jax.simulator.inputs.keras_names`): the keys of
+        ``predict``'s outputs by name, and of the losses and metrics in
+        ``fit``'s history (``<name>_loss``).
+
+        Raises
+        ------
+        ValidationError
+            If ``obj`` is neither a Node that takes input data nor a Probe of
+            this Simulator's network.
+        """
+        for names in (self._inputs.input_nodes, self._inputs.probe_names):
+            if obj in names:
+                return names[obj]
+        raise ValidationError(
+            f"{obj} has no name in the Keras model: only Nodes that take input "
+            "data (no input, an output) and Probes of this Simulator's network do",
+            attr="obj",
+        )
+
     def _input_signals(self) -> dict:
         """Keras input name -> the output signal of the Node it feeds."""
         return {

@@ -514,7 +514,7 @@ def test_sparse_and_broadcast_targets():
         )
         result = sim.evaluate({net.inp: x}, {net.p: labels}, verbose=0)
         assert_allclose(result["loss"], np.log(3), atol=1e-5)  # NengoDL: 1.09861
-        assert_allclose(result["probe0_sparse_categorical_accuracy"], 0.35)
+        assert_allclose(result["probe_sparse_categorical_accuracy"], 0.35)
         # one label for all steps is every step's label (NengoDL refuses it)
         one = sim.evaluate({net.inp: x}, {net.p: labels[:, :1]}, verbose=0)
         tiled = np.repeat(labels[:, :1], 5, axis=1)
@@ -522,7 +522,7 @@ def test_sparse_and_broadcast_targets():
 
         sim.compile(loss={net.p: "mse"})  # (and no metrics left from before)
         result = sim.evaluate({net.inp: x}, {net.p: rng.uniform(size=(4, 1, 3))})
-        assert set(result) == {"loss", "probe0_loss"}
+        assert set(result) == {"loss", "probe_loss"}  # as NengoDL names it
         assert_allclose(result["loss"], 0.82347, atol=1e-5)  # NengoDL: 0.82347
         result = sim.evaluate({net.inp: x}, {net.p: rng.uniform(size=(4, 5, 1))})
         assert_allclose(result["loss"], 0.75996, atol=1e-5)  # NengoDL: 0.75996
@@ -535,3 +535,27 @@ def test_sparse_and_broadcast_targets():
                 sim.evaluate({net.inp: x}, {net.p: bad})
         history = sim.fit({net.inp: x}, {net.p: labels[:, :1, [0, 0, 0]]}, verbose=0)
         assert np.isfinite(history.history["loss"]).all()
+
+
+def test_names_are_nengo_dl_names():
+    """Names of Nodes and Probes in the Keras model (predict's and history's
+    keys, get_name), as NengoDL 3.6 gives them for the same network."""
+    labels = ["a-b.c/d", "x:y", "1abc", "Ünï", "a b", "_x", "node", "node", None]
+    with nengo.Network(seed=0) as net:
+        nodes = [nengo.Node(np.zeros(1), label=label) for label in labels]
+        probe_labels = ["p-1", "p.2", "p:3", None, "Probe", "probe", None, "x y"]
+        probes = [
+            nengo.Probe(node, label=label)
+            for node, label in zip(nodes, probe_labels + ["p[0]"], strict=True)
+        ]
+        nengo.Node(size_in=1)  # (takes no input data: no name)
+    with nengo_jax.Simulator(net, progress_bar=False) as sim:
+        assert [sim.get_name(n) for n in nodes] == [
+            "a-b.c/d", "x_y", "1abc", "n", "a_b", "_x", "node", "node_1", "node_2"
+        ]  # fmt: skip
+        assert [sim.get_name(p) for p in probes] == [
+            "p-1", "p.2", "p_3", "probe", "Probe_1", "probe_2", "probe_3", "x_y_1",
+            "p0",
+        ]  # fmt: skip
+        with pytest.raises(ValidationError, match="has no name in the Keras model"):
+            sim.get_name(net.nodes[-1])
