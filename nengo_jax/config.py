@@ -19,7 +19,12 @@ from dataclasses import dataclass, field, fields
 
 import nengo
 from nengo.ensemble import Neurons
-from nengo.exceptions import ConfigError, NetworkContextError, ValidationError
+from nengo.exceptions import (
+    BuildError,
+    ConfigError,
+    NetworkContextError,
+    ValidationError,
+)
 from nengo.params import BoolParam, Parameter
 
 from nengo_jax.tensor_node import TensorNode, layer_weights
@@ -99,6 +104,11 @@ class Settings:
         return [model.sig[obj][name] for obj, name in self.trained]
 
     def validate(self):
+        if self.inference_only and self.learning_phase:
+            raise BuildError(
+                "configure_settings(inference_only=True) builds no training "
+                "version of the model, so learning_phase=True cannot run it"
+            )
         if self.dtype not in ("float32", "float64"):
             raise ValidationError(
                 f"dtype must be 'float32' or 'float64'; got {self.dtype!r}",

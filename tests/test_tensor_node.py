@@ -173,7 +173,7 @@ def test_layer_gets_learning_phase():
         model = sim.keras_model
         model.set_values(sim._params, sim._state, stateful=False)
         trained = np.asarray(
-            model({"n_steps": np.zeros((1, 1))}, training=True)["probe0"]
+            model({"n_steps": np.zeros((1, 1))}, training=True)[sim.get_name(p)]
         )
         assert np.sum(trained == 0) > 20 and np.allclose(trained[trained != 0], 2)
 

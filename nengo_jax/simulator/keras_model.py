@@ -154,6 +154,24 @@ class SimulatorModel(keras.Model):
             )
         return total
 
+    #: ``(name, loss weight)`` of the one output with a loss, if only one has:
+    #: Keras then names its results ``loss``, ``mae``...; NengoDL (and these
+    #: results) also ``<name>_loss``, ``<name>_mae``...
+    single_output = None
+
+    def get_metrics_result(self):
+        result = super().get_metrics_result()
+        if self.single_output is None:
+            return result
+        name, weight = self.single_output
+        renamed = {
+            key if key == "loss" or key.startswith(f"{name}_") else f"{name}_{key}": v
+            for key, v in result.items()
+        }
+        if "loss" in result:
+            renamed.setdefault(f"{name}_loss", result["loss"] / weight)
+        return renamed
+
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         # Keras wants targets for every output it computes metrics over; only
         # the probes given targets have losses or metrics

@@ -149,6 +149,7 @@ class LegacyTraining:
         with self._runtime.call("compile"):
             model.compile(optimizer=optimizer, loss=None)
         model.objectives = objectives
+        model.single_output = None
         self._loss_outputs = {name for names, _ in objectives for name in names}
         self._nan_targets = frozenset(
             self._output_name(self._find_probe(p))

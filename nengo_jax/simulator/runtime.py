@@ -212,7 +212,8 @@ class Runtime:
 
         ``node_data`` maps fed output signals (in the program's input order) to
         arrays ``(B, n_steps, size)``. Without ``stateful``, the run starts from
-        the snapshot's state and time, and the state is not kept.
+        the snapshot's state and time, and only its probe data is kept (the
+        state, time and step count stay as they were, as in NengoDL).
 
         The steps run in chunks of at most `chunk_limit` steps (`MAX_CHUNK`, or
         fewer for a network too slow to run that many in `CHUNK_SECONDS`), so
@@ -228,7 +229,7 @@ class Runtime:
         """
         program, snapshot = self.program, self.snapshot
         fed = tuple(node_data)
-        first = snapshot.n_steps if stateful else 0
+        first = snapshot.n_steps
         steps = np.arange(first + 1, first + n_steps + 1)
         streams = program.active_streams(fed)
         xs = {
@@ -253,7 +254,7 @@ class Runtime:
             Snapshot(
                 params=snapshot.params,
                 state=state if stateful else snapshot.state,
-                n_steps=snapshot.n_steps + n_steps,
+                n_steps=snapshot.n_steps + (n_steps if stateful else 0),
                 probes=self._recorded(snapshot.probes, outputs, steps),
             )
         )

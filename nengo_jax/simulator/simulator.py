@@ -462,7 +462,7 @@ class Simulator(
 
     # -- running ------------------------------------------------------------------
 
-    def run(self, time_in_seconds, data=None, progress_bar=None):
+    def run(self, time_in_seconds, data=None, progress_bar=None, stateful=None):
         """Simulate for ``time_in_seconds`` (rounded to a whole number of steps).
 
         Parameters
@@ -474,6 +474,12 @@ class Simulator(
             ``(minibatch_size, n_steps, node.size_out)`` replacing its output.
         progress_bar : bool or ProgressBar
             Overrides the Simulator's progress bar for this run.
+        stateful : bool or None
+            Whether the run advances the simulation (None: the ``stateful``
+            setting, True by default): False runs from the current state and
+            time, records the probes, and leaves the state, time and ``n_steps``
+            as they were (as NengoDL). True is ignored, with a warning, when
+            ``configure_settings(stateful=False)`` makes every run stateless.
         """
         time_in_seconds = check_seconds(time_in_seconds)
         steps = int(np.round(time_in_seconds / self.dt))
@@ -484,13 +490,13 @@ class Simulator(
                 stacklevel=2,
             )
             return
-        self.run_steps(steps, data=data, progress_bar=progress_bar)
+        self.run_steps(steps, data=data, progress_bar=progress_bar, stateful=stateful)
 
-    def step(self, data=None):
-        """Advance the simulation by one timestep."""
-        self.run_steps(1, data=data, progress_bar=False)
+    def step(self, data=None, stateful=None):
+        """Advance the simulation by one timestep (see `run_steps`)."""
+        self.run_steps(1, data=data, progress_bar=False, stateful=stateful)
 
-    def run_steps(self, n_steps, data=None, progress_bar=None):
+    def run_steps(self, n_steps, data=None, progress_bar=None, stateful=None):
         """Simulate for ``n_steps`` timesteps.
 
         Parameters
@@ -502,6 +508,12 @@ class Simulator(
             ``(minibatch_size, n_steps, node.size_out)`` replacing its output.
         progress_bar : bool or ProgressBar
             Overrides the Simulator's progress bar for this run.
+        stateful : bool or None
+            Whether the run advances the simulation (None: the ``stateful``
+            setting, True by default): False runs from the current state and
+            time, records the probes, and leaves the state, time and ``n_steps``
+            as they were (as NengoDL). True is ignored, with a warning, when
+            ``configure_settings(stateful=False)`` makes every run stateless.
         """
         if self.closed:
             raise SimulatorClosed("Simulator cannot run because it is closed.")
@@ -509,24 +521,34 @@ class Simulator(
         if n_steps == 0:
             return
         node_data = self._inputs.run_data(data, n_steps)
+        if stateful is None:
+            stateful = self.settings.stateful
+        elif stateful and not self.settings.stateful:
+            warnings.warn(
+                "stateful=True is ignored: this Simulator keeps no state between "
+                "runs (configure_settings(stateful=False))",
+                UserWarning,
+                stacklevel=2,
+            )
+        stateful = bool(stateful) and self.settings.stateful
         if progress_bar is None:
             progress_bar = self.progress_bar
         if progress_bar is False:  # the common interactive case: no tracker
-            self._run(n_steps, node_data)
+            self._run(n_steps, node_data, stateful)
             return
         with ProgressTracker(
             progress_bar, Progress("Simulating", "Simulation", n_steps)
         ) as pt:
-            self._run(n_steps, node_data)
+            self._run(n_steps, node_data, stateful)
             pt.total_progress.step(n_steps)
 
-    def _run(self, n_steps, node_data):
+    def _run(self, n_steps, node_data, stateful=True):
         """Run through the runtime: all or nothing (see `Runtime.run`)."""
         # order the fed signals by their Node's build order: one compile per set
         nodes = sorted(node_data, key=self._node_index.__getitem__)
         fed = {self.model.sig[node]["out"]: node_data[node] for node in nodes}
         with gc_paused(), self._runtime.call("run"):
-            self._runtime.run(n_steps, fed, stateful=self.settings.stateful)
+            self._runtime.run(n_steps, fed, stateful=stateful)
 
     def _probe_array(self, probe):
         chunks = self._runtime.snapshot.probes[probe].values()

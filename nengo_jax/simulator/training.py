@@ -147,6 +147,10 @@ class KerasMethods:
                 **kwargs,
             )
         model.objectives = []
+        model.single_output = None
+        if losses is not None and len(losses) == 1:
+            (name,) = losses
+            model.single_output = (name, float((weights or {}).get(name, 1.0)))
         self._loss_outputs = set(losses or ())
         self._nan_targets = frozenset(
             name for name, fn in (losses or {}).items() if fn is nan_mse
@@ -191,11 +195,6 @@ class KerasMethods:
             raise SimulationError(
                 "fit needs a loss: call sim.compile(optimizer, loss=...) first"
             )
-        if not model.trainable_variables:
-            raise SimulationError(
-                "The model has no trainable parameters (see the `trainable` config "
-                "option), so fit has nothing to train"
-            )
         self._drop_batch_size(kwargs, "fit")
         x, y = self._keras_data(x, y, n_steps, "fit", targets=True)
         validation = kwargs.get("validation_data")
@@ -235,18 +234,6 @@ class KerasMethods:
         result = self._keras_call(
             "evaluate", stateful, x, y, batch_size=self.minibatch_size, **kwargs
         )
-        if kwargs["return_dict"] and y is not None and len(y) == 1:
-            # Keras names results by output only when there are several
-            (name,) = y
-            weight = float(self._loss_weights.get(name, 1.0))
-            result = {
-                key
-                if key == "loss" or key.startswith(f"{name}_")
-                else f"{name}_{key}": v
-                for key, v in result.items()
-            }
-            if name in self._loss_outputs:
-                result.setdefault(f"{name}_loss", result["loss"] / weight)
         return result
 
     def predict(self, x=None, n_steps=None, stateful=False, **kwargs):

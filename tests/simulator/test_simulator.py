@@ -289,3 +289,40 @@ def test_gc_paused_during_build_and_run_only():
         assert not gc.isenabled()  # left as it was
     finally:
         gc.enable()
+
+
+def ramp_node_net():
+    with nengo.Network(seed=0) as net:
+        a = nengo.Node(lambda t: t)
+        b = nengo.Node(size_in=1)
+        nengo.Connection(a, b, synapse=0.01)
+        net.p = nengo.Probe(b)
+    return net
+
+
+def test_stateless_runs():
+    """run/run_steps/step(stateful=False) record the probes but leave state,
+    time and n_steps as they were (values as NengoDL 3.6 gives them)."""
+    net = ramp_node_net()
+    first = [0.0, 9.5e-05, 2.76e-04]  # the first three steps, rounded
+    with nengo_jax.Simulator(net, progress_bar=False) as sim:
+        sim.run_steps(3, stateful=False)
+        assert sim.n_steps == 0 and sim.time == 0
+        assert_allclose(sim.data[net.p].ravel(), first, atol=1e-6)
+        sim.run_steps(3)
+        assert sim.n_steps == 3
+        assert_allclose(sim.data[net.p].ravel(), first * 2, atol=1e-6)
+        sim.run(0.002, stateful=False)
+        sim.step(stateful=False)
+        assert sim.n_steps == 3 and sim.data[net.p].shape == (9, 1)
+        data = sim.data[net.p].ravel()
+        assert_allclose(data[6:8], [5.36e-04, 8.65e-04], atol=1e-6)
+        assert data[8] == data[6]  # (the step repeats step 4)
+    with net:
+        nengo_jax.configure_settings(stateful=False)
+    with nengo_jax.Simulator(net, progress_bar=False) as sim:
+        sim.run_steps(3)
+        with pytest.warns(UserWarning, match="stateful=True is ignored"):
+            sim.run_steps(2, stateful=True)
+        assert sim.n_steps == 0
+        assert_allclose(sim.data[net.p].ravel(), first + first[:2], atol=1e-6)
