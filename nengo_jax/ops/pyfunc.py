@@ -1,12 +1,13 @@
 """Builder for Python functions (Node functions, Direct-mode ensembles)."""
 
+import functools
+
 import jax
 import numpy as np
 from nengo.builder.operator import SimPyFunc
 
 from nengo_jax.program.host import (
     FunctionStream,
-    host_call,
     nengo_time,
     node_outputs,
 )
@@ -17,16 +18,20 @@ from nengo_jax.program.registry import OpBuilder, register
 class SimPyFuncBuilder(OpBuilder):
     """Implements ``output[...] = fn(t, x)`` by calling ``fn`` on the host.
 
-    A function of time alone is evaluated for all of a run's steps before the
-    loop starts (a host stream); a function of ``x`` is called from inside the
-    loop through a host callback, once per batch item.
+    A function of ``x`` is called from inside the loop through a host callback,
+    once per batch item. A function of time alone is evaluated for all of a
+    run's steps before the loop starts (a host stream), unless the network also
+    has a function of ``x`` (``ctx.python_in_loop``): Python functions may share
+    state (a sensor reading what a motor Node wrote), so then they all run in
+    the loop, in step order, as in `nengo.Simulator`.
     """
 
     def __init__(self, op, ctx):
         super().__init__(op, ctx)
         self.label = op.tag or str(op)
-        shape = None if op.output is None else op.output.shape
-        if op.x is None:
+        self.in_loop = op.x is not None or ctx.python_in_loop
+        if not self.in_loop:
+            shape = None if op.output is None else op.output.shape
             self.stream = FunctionStream(
                 op.fn, op.t is not None, shape, ctx.dtype, self.label
             )
@@ -37,29 +42,40 @@ class SimPyFuncBuilder(OpBuilder):
 
     def step(self, env):
         op = self.op
-        if op.x is None:
+        if not self.in_loop:
             if op.output is not None:
                 env.write(op.output, env.stream(self.stream))
             return
-        t = env.read_batched(op.t) if op.t is not None else None
-        # a Python function has no gradient: it passes none on, as in NengoDL
-        x = jax.lax.stop_gradient(env.read_batched(op.x))
-        shape = (
-            (env.minibatch_size,) + op.output.shape if op.output is not None else None
+        args = []
+        if op.t is not None:
+            args.append(env.read_batched(op.t))
+        if op.x is not None:
+            # a Python function has no gradient: it passes none on, as in NengoDL
+            args.append(jax.lax.stop_gradient(env.read_batched(op.x)))
+        B = env.minibatch_size
+        result = (
+            None
+            if op.output is None
+            else jax.ShapeDtypeStruct((B,) + op.output.shape, self.ctx.dtype)
         )
-        result = None if shape is None else jax.ShapeDtypeStruct(shape, x.dtype)
-        y = host_call(
-            self._call, result, t, x, errors=self.ctx.host_errors, what=self.label
+        y = env.host_call(
+            functools.partial(self._call, B),
+            result,
+            *args,
+            errors=self.ctx.host_errors,
+            what=self.label,
         )
         if op.output is not None:
             env.write(op.output, y)
 
-    def _call(self, t, x):
+    def _call(self, B, *args):
         op = self.op
-        t, x = (None if t is None else np.asarray(t)), np.asarray(x, dtype=np.float64)
+        t = np.asarray(args[0]) if op.t is not None else None
+        x = np.asarray(args[-1], dtype=np.float64) if op.x is not None else None
         calls = [
-            ((nengo_time(t[b], self.ctx.dt),) if t is not None else ()) + (x[b].copy(),)
-            for b in range(x.shape[0])
+            ((nengo_time(t[b], self.ctx.dt),) if t is not None else ())
+            + ((x[b].copy(),) if x is not None else ())
+            for b in range(B)
         ]
         shape = None if op.output is None else op.output.shape
         out = node_outputs(op.fn, calls, shape, self.label)

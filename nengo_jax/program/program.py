@@ -7,6 +7,7 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+from nengo.builder.operator import SimPyFunc
 
 from nengo_jax.program.host import HostErrors
 from nengo_jax.program.layout import Layout
@@ -291,6 +292,7 @@ def compile_program(model, plan, settings, *, minibatch_size, unroll=1, device=N
         precision=settings.matmul_precision,
         lif_smoothing=settings.lif_smoothing,
         surrogate_gradients=settings.surrogate_gradients,
+        python_in_loop=_node_of_input(model, plan.operators),
     )
     builders = [builder_for(op)(op, ctx) for op in plan.operators]
     probe_keys = {probe: f"probe{i}" for i, (probe, _) in enumerate(probes)}
@@ -307,6 +309,23 @@ def compile_program(model, plan, settings, *, minibatch_size, unroll=1, device=N
         host_errors=ctx.host_errors,
     )
     return program, probe_keys
+
+
+def _node_of_input(model, operators) -> bool:
+    """Whether a Node function of its input (which may have side effects, unlike
+    the functions of Direct-mode ensembles) is among ``operators``."""
+    network = model.toplevel
+    if network is None:
+        return False
+    functions = {
+        id(node.output)
+        for node in network.all_nodes
+        if callable(node.output) and node.size_in > 0
+    }
+    return any(
+        isinstance(op, SimPyFunc) and op.x is not None and id(op.fn) in functions
+        for op in operators
+    )
 
 
 def chunk_length(count: int) -> int:

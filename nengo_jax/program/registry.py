@@ -28,6 +28,9 @@ class BuildContext:
     lif_smoothing: float | None = None
     #: Keep spikes on the forward pass in training (rate gradients backward).
     surrogate_gradients: bool = False
+    #: A Node function of its input runs in the loop: Node functions of time
+    #: run there too, in step order (they may share Python state with it).
+    python_in_loop: bool = False
     #: Where host callbacks record what they raise (see `host_call`).
     host_errors: HostErrors = field(default_factory=HostErrors)
     warned: set = field(default_factory=set)

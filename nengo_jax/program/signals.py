@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+
+from nengo_jax.program.host import host_call
 
 
 class SignalEnv:
@@ -55,6 +58,8 @@ class SignalEnv:
         #: base key -> sorted, disjoint ``(start, stop, value)`` of values
         #: written but not yet stored in ``values`` (``value`` is ``(B, n)``)
         self._pending = {}
+        #: The token of this step's last `host_call` (None before the first).
+        self._host_token = None
 
     def is_batched(self, sig) -> bool:
         """Whether the value of ``sig`` has a batch axis."""
@@ -191,6 +196,30 @@ class SignalEnv:
     def inc(self, sig, value):
         """Add ``value`` to ``sig``."""
         self.write(sig, value, inc=True)
+
+    def host_call(self, fn, result, *args, errors, what):
+        """`host_call` of ``fn`` that runs after every earlier one of this step.
+
+        Each call takes the previous one's token, so Python functions run in
+        the program's step order (as `nengo.Simulator` calls them) even when no
+        data passes between them: they may share Python state.
+        """
+
+        def chained(*values):
+            return fn(*values[:-1]), np.zeros((), np.int32)
+
+        token = self._host_token
+        if token is None:
+            token = jnp.zeros((), jnp.int32)
+        out, self._host_token = host_call(
+            chained,
+            (result, jax.ShapeDtypeStruct((), jnp.int32)),
+            *args,
+            token,
+            errors=errors,
+            what=what,
+        )
+        return out
 
     def stream(self, stream):
         """This step's value of a host stream declared by a builder."""
