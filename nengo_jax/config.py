@@ -18,6 +18,7 @@ import dataclasses
 from dataclasses import dataclass, field, fields
 
 import nengo
+import numpy as np
 from nengo.ensemble import Neurons
 from nengo.exceptions import (
     BuildError,
@@ -102,6 +103,14 @@ class Settings:
         """The signals of ``trained``, as they are in ``model`` now (merging
         replaces signals by views of merged ones)."""
         return [model.sig[obj][name] for obj, name in self.trained]
+
+    def __post_init__(self):
+        # a NumPy dtype (np.float64, np.dtype("float32")) names its precision
+        if not isinstance(self.dtype, str):
+            try:
+                object.__setattr__(self, "dtype", np.dtype(self.dtype).name)
+            except TypeError:
+                pass  # (validate names the bad value)
 
     def validate(self):
         if self.inference_only and self.learning_phase:

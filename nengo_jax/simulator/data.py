@@ -8,7 +8,7 @@ import numpy as np
 from nengo import Connection, Ensemble
 from nengo.builder.connection import BuiltConnection
 from nengo.builder.ensemble import BuiltEnsemble
-from nengo.exceptions import SimulatorClosed
+from nengo.exceptions import SimulatorClosed, ValidationError
 from nengo.transforms import SparseMatrix
 
 from nengo_jax.program.layout import sparse_coords
@@ -24,10 +24,11 @@ class SimulationData(Mapping):
     For Ensembles and Connections these are the *live* values: after training
     (or `~.Simulator.load_params`), ``encoders``, ``scaled_encoders``, ``bias``
     (and the ``max_rates`` and ``intercepts`` they imply) and ``weights`` are
-    the current ones, as read-only arrays; while a value is unchanged, Nengo's
-    own built array is returned. Weights and encoders that an online learning
-    rule changes show their learned values too, as in NengoDL: one per batch
-    item, along a leading axis, when the Simulator has a ``minibatch_size``.
+    the current ones. All their arrays are read-only, in the simulation's
+    dtype (float32 by default), as in NengoDL. Weights and encoders that an
+    online learning rule changes show their learned values too, as in
+    NengoDL: one per batch item, along a leading axis, when the Simulator has
+    a ``minibatch_size``.
     A closed Simulator has no live values and shows the built ones.
     """
 
@@ -62,8 +63,30 @@ class SimulationData(Mapping):
             value = live_ensemble(sim.model, host, obj, built, *learned)
         else:
             value = live_connection(sim.model, host, obj, built, *learned)
+        value = in_dtype(value, sim._layout.dtype)
         self._live[obj] = (params, state, value)
         return value
+
+    def get_params(self, *obj_attrs) -> list:
+        """The current values of signals, as NengoDL's ``sim.data.get_params``:
+        ``(obj, attr)`` names ``sim.model.sig[obj][attr]`` (e.g. ``(ens,
+        "encoders")``, the scaled encoders, or ``(ens.neurons, "bias")``).
+
+        Raises
+        ------
+        ValidationError
+            If an object has no such signal.
+        """
+        values = []
+        for obj, attr in obj_attrs:
+            sig = self._sim.model.sig.get(obj, {}).get(attr)
+            if sig is None:
+                names = sorted(self._sim.model.sig.get(obj, {}))
+                raise ValidationError(
+                    f"{obj} has no signal {attr!r}; it has {names}", attr="obj_attrs"
+                )
+            values.append(self._sim.signals[sig])
+        return values
 
     def __iter__(self):
         return iter(self._sim.model.params)
@@ -150,6 +173,19 @@ def _changed(live, built) -> bool:
     return live.shape != built.shape or not np.array_equal(
         live, built.astype(live.dtype)
     )
+
+
+def in_dtype(built, dtype):
+    """``built`` (a BuiltEnsemble or BuiltConnection) with its float arrays in
+    the simulation's ``dtype``, read-only, as NengoDL gives them."""
+    changes = {
+        name: _readonly(np.asarray(value, dtype))
+        for name, value in zip(built._fields, built, strict=True)
+        if isinstance(value, np.ndarray)
+        and value.dtype.kind == "f"
+        and value.dtype != dtype
+    }
+    return built._replace(**changes) if changes else built
 
 
 def _readonly(value):

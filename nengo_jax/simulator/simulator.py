@@ -200,6 +200,11 @@ class Simulator(
         )
 
     @property
+    def unroll(self) -> int:
+        """NengoDL's name for ``unroll_simulation``."""
+        return self.unroll_simulation
+
+    @property
     def _program(self):
         return self._runtime.program
 

@@ -326,3 +326,31 @@ def test_stateless_runs():
             sim.run_steps(2, stateful=True)
         assert sim.n_steps == 0
         assert_allclose(sim.data[net.p].ravel(), first + first[:2], atol=1e-6)
+
+
+def test_nengo_dl_spellings():
+    """NengoDL's names: sim.unroll, sim.data.get_params, dtype objects in
+    configure_settings, and sim.data arrays in the simulation dtype (measured
+    on NengoDL 3.6: all float32)."""
+    with nengo.Network(seed=0) as net:
+        nengo_jax.configure_settings(dtype=np.float64)
+        ens = nengo.Ensemble(10, 1)
+        conn = nengo.Connection(ens, nengo.Node(size_in=1))
+    with nengo_jax.Simulator(net, unroll_simulation=2, progress_bar=False) as sim:
+        assert sim.unroll == 2 and sim.settings.dtype == "float64"
+    with net:
+        nengo_jax.configure_settings(dtype=np.dtype("float32"))
+    with nengo_jax.Simulator(net, progress_bar=False) as sim:
+        built = sim.data[ens]
+        for name in ("encoders", "scaled_encoders", "gain", "bias", "max_rates"):
+            value = getattr(built, name)
+            assert value.dtype == np.float32 and not value.flags.writeable, name
+        assert sim.data[conn].weights.dtype == np.float32
+        encoders, weights, bias = sim.data.get_params(
+            (ens, "encoders"), (conn, "weights"), (ens.neurons, "bias")
+        )
+        assert encoders.shape == (10, 1) and weights.shape == (1, 10)
+        np.testing.assert_array_equal(bias, built.bias)
+        np.testing.assert_array_equal(encoders, built.scaled_encoders)
+        with pytest.raises(ValidationError, match="has no signal 'gain'"):
+            sim.data.get_params((ens, "gain"))
