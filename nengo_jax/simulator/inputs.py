@@ -11,6 +11,7 @@ from __future__ import annotations
 import numbers
 import operator
 import re
+import warnings
 from collections import Counter
 from dataclasses import dataclass
 
@@ -181,6 +182,23 @@ def check_array(value, obj, size, attr, dtype, allow_nan=False) -> np.ndarray:
     return array
 
 
+def _by_node(x, nodes):
+    """Keras inputs ``x`` as a dict, as NengoDL reads them: one array feeds the
+    first input Node (the others run their own outputs), and a list of arrays
+    feeds the input Nodes in order."""
+    if x is None or isinstance(x, dict) or not nodes:
+        return x
+    if isinstance(x, list | tuple) and x and all(np.ndim(v) == 3 for v in x):
+        if len(x) > len(nodes):
+            raise ValidationError(
+                f"x has {len(x)} arrays, for the network's {len(nodes)} input "
+                f"Nodes ({', '.join(str(n) for n in nodes)})",
+                attr="x",
+            )
+        return dict(zip(nodes, x, strict=False))
+    return {nodes[0]: x}
+
+
 def keyed(values, attr, resolve, single=None) -> dict:
     """``values`` as ``{object: value}``, its keys resolved by ``resolve``.
 
@@ -330,6 +348,7 @@ class InputChecker:
         ``nan_targets`` (probe names whose loss is `~.losses.nan_mse`) may be NaN.
         """
         nodes, probes = list(self.input_nodes), self.model.probes
+        x = _by_node(x, nodes)
         for value, attr, objects, what in (
             (x, "x", nodes, "Node"),
             (y, "y", probes, "Probe"),
@@ -392,11 +411,23 @@ class InputChecker:
             )
         self.steps(steps)
         if batch % self.minibatch_size != 0:
-            raise ValidationError(
-                f"The number of items ({batch}) must be a multiple of the Simulator's "
-                f"minibatch_size ({self.minibatch_size})",
-                attr="x",
+            kept = batch - batch % self.minibatch_size
+            if kept == 0:
+                raise ValidationError(
+                    f"The number of items ({batch}) must be at least the "
+                    f"Simulator's minibatch_size ({self.minibatch_size})",
+                    attr="x",
+                )
+            warnings.warn(
+                f"{method}: the number of items ({batch}) is not a multiple of the "
+                f"Simulator's minibatch_size ({self.minibatch_size}); only the "
+                f"first {kept} are used (as NengoDL)",
+                UserWarning,
+                stacklevel=4,
             )
+            xk = {name: array[:kept] for name, array in xk.items()}
+            yk = {name: array[:kept] for name, array in yk.items()}
+            batch = kept
         if not xk:
             xk[STEPS_INPUT] = np.zeros((batch, steps), self.dtype)
         if loss_outputs is not None:

@@ -101,8 +101,8 @@ def test_keras_data_is_checked(sim):
     bad = [
         (lambda s: s.fit(both, None), "y", r"fit needs targets y .*got y=None"),
         (lambda s: s.evaluate(both), "y", r"evaluate needs targets y"),
-        (lambda s: s.fit(x, {net.p: y}), "x", r"x must be a dict of Node -> array "),
-        (lambda s: s.predict([x, x]), "x", r"x must be a dict of Node -> array"),
+        (lambda s: s.predict([x, x, x]), "x", r"x has 3 arrays, for the network's 2"),
+        (lambda s: s.predict(x[:1]), "x", r"must be at least the Simulator's minibat"),
         (
             lambda s: s.fit({net.a: x, "a": x, net.b: x}, {net.p: y}),
             "x",
@@ -141,3 +141,26 @@ def test_one_array_for_the_one_input_node():
         np.testing.assert_array_equal(sim.predict(x)[p], x)
         # a nested list reads as one array
         np.testing.assert_array_equal(sim.predict(x.tolist())[p], x)
+
+
+def test_keras_inputs_as_nengo_dl_reads_them(sim):
+    """NengoDL (measured on 3.6): one array feeds the first input Node, a list
+    feeds the input Nodes in order, and items beyond a multiple of the
+    minibatch size are dropped with a warning."""
+    net = sim.net
+    a, b = np.full((MB, 4, 1), 0.5), np.full((MB, 4, 1), -0.25)
+    both = sim.predict({net.a: a, net.b: b})[net.p]
+    np.testing.assert_array_equal(sim.predict([a, b])[net.p], both)
+    np.testing.assert_array_equal(sim.predict(a)[net.p], sim.predict({net.a: a})[net.p])
+    np.testing.assert_array_equal(sim.predict([a])[net.p], sim.predict(a)[net.p])
+    more = np.concatenate([a, a[:1]])
+    match = rf"items \({MB + 1}\) is not a multiple .* first {MB} are used"
+    with pytest.warns(UserWarning, match=match):
+        out = sim.predict({net.a: more, net.b: np.concatenate([b, b[:1]])})[net.p]
+    np.testing.assert_array_equal(out, both)
+    with pytest.warns(UserWarning, match="not a multiple"):
+        sim.fit(
+            {net.a: more, net.b: np.concatenate([b, b[:1]])},
+            {net.p: np.zeros((MB + 1, 4, 1))},
+            verbose=0,
+        )
