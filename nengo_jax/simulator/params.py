@@ -11,9 +11,6 @@ names. State is named by its object's position among the built objects.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,9 +23,7 @@ from nengo.transforms import SparseMatrix
 
 from nengo_jax.program.program import RNG_KEY
 from nengo_jax.simulator.data import HostValues
-
-#: Marks a parameter file (and its layout version).
-FORMAT = "nengo_jax.params/2"
+from nengo_jax.simulator.params_file import FORMAT, ParamFile, atomic_savez, npz_path
 
 
 @dataclass(frozen=True)
@@ -115,7 +110,9 @@ class ParamsMethods:
         parameters of the same shapes (neuron types may differ, so the
         parameters of a rate model load into its spiking twin). The file is
         written to a temporary file first and then moved into place, so an
-        interrupted save never leaves a broken file behind.
+        interrupted save never leaves a broken file behind. A new file gets the
+        permissions the umask allows (as from ``np.savez``); an overwritten one
+        keeps its own.
 
         Parameters
         ----------
@@ -127,7 +124,7 @@ class ParamsMethods:
             way continues exactly where this one is.
         """
         self._check_open("save the parameters of")
-        path = _npz_path(path)
+        path = npz_path(path)
         host = HostValues(self._layout, *self._runtime.live_values())
         entries = self._param_entries(host)
         # (what learning rules learned is state: one value per batch item)
@@ -142,15 +139,17 @@ class ParamsMethods:
         arrays["__format__"] = np.array(FORMAT)
         arrays["__names__"] = np.array([e.name for e in entries], dtype=str)
         arrays["__objects__"] = np.array([e.describe() for e in entries], dtype=str)
-        _atomic_savez(path, arrays)
+        atomic_savez(path, arrays)
 
     def load_params(self, path, include_state=False):
         """Load parameters saved by `save_params` (from this or a like network).
 
         Nothing changes unless everything loads: a missing, corrupt or
         truncated file, or one saved from a network of another structure,
-        raises an error and leaves the simulator as it was. The file is read
-        without unpickling anything.
+        raises an error and leaves the simulator as it was. Only the arrays the
+        file's index names are read, and only once the headers of all of them
+        (shape against this network, and a numeric dtype) were checked; nothing
+        is unpickled.
 
         Parameters
         ----------
@@ -161,18 +160,20 @@ class ParamsMethods:
             ``include_state=True``); the simulator's time becomes the saved time.
         """
         self._check_open("load parameters into")
-        path = _npz_path(path)
-        data = _read_npz(path)
-        with self._runtime.call("load parameters"):
-            self._load(path, data, include_state)
+        with (
+            ParamFile(npz_path(path)) as file,
+            self._runtime.call("load parameters"),
+        ):
+            self._load(file, include_state)
 
-    def _load(self, path, data, include_state):
+    def _load(self, file, include_state):
+        path = file.path
         runtime = self._runtime
         snapshot = runtime.snapshot
         host = HostValues(self._layout, snapshot.params, snapshot.state)
         entries = self._param_entries(host)
         if include_state:
-            if "state.rng" not in data:
+            if not file.has("state.rng"):
                 raise ValidationError(
                     f"'{path}' holds no simulation state; save it with "
                     "save_params(path, include_state=True), or load only the "
@@ -181,11 +182,20 @@ class ParamsMethods:
                     obj=self,
                 )
             entries = entries + self._state_entries(host)
-        names = [str(n) for n in data["__names__"]]
-        described = dict(zip(names, (str(d) for d in data["__objects__"]), strict=True))
+        names = file.names
         if not include_state:
             names = [n for n in names if not n.startswith("state.")]
-        _check_structure(path, entries, names, described, data, host)
+        # every shape checked before any data is read
+        _check_structure(path, entries, names, file.described, file.headers, host)
+        if include_state:
+            rng_header = file.header("state.rng")
+            here = np.asarray(snapshot.state[RNG_KEY])
+            if rng_header.shape != here.shape:
+                raise ValidationError(
+                    f"'{path}' does not match this network: its random key has "
+                    f"shape {rng_header.shape}, this simulator's {here.shape}",
+                    attr="path",
+                )
 
         # write into host copies; the simulator changes only when all succeeded
         copies = {}
@@ -196,20 +206,13 @@ class ParamsMethods:
             return copies[key]
 
         for entry in entries:
-            self._layout.write(writable, entry.sig, data[entry.name])
+            self._layout.write(writable, entry.sig, file.read(entry.name))
         new_params = {k: v for k, v in copies.items() if k in snapshot.params}
         new_state = {k: v for k, v in copies.items() if k not in snapshot.params}
         n_steps = snapshot.n_steps
         if include_state:
-            rng = np.asarray(data["state.rng"])
-            here = np.asarray(snapshot.state[RNG_KEY])
-            if rng.shape != here.shape:
-                raise ValidationError(
-                    f"'{path}' does not match this network: its random key has "
-                    f"shape {rng.shape}, this simulator's {here.shape}",
-                    attr="path",
-                )
-            new_state[RNG_KEY] = rng.astype(here.dtype)
+            rng = file.read("state.rng", rng_header)
+            new_state[RNG_KEY] = rng.astype(snapshot.state[RNG_KEY].dtype)
             n_steps = int(_read_written(self._layout, copies, host, self.model.step))
         runtime.commit(
             params=self._to_device({**snapshot.params, **new_params}),
@@ -330,7 +333,7 @@ class ParamsMethods:
         return objects
 
 
-# -- the file ----------------------------------------------------------------------
+# -- helpers ----------------------------------------------------------------------
 
 
 def _node_params(model, host, node) -> dict:
@@ -351,79 +354,11 @@ def _node_params(model, host, node) -> dict:
     }
 
 
-def _npz_path(path) -> str:
-    path = os.fspath(path)
-    return path if path.endswith(".npz") else path + ".npz"
+def _check_structure(path, entries, names, described, headers, host):
+    """Raise on the first difference between the file and this network.
 
-
-def _atomic_savez(path, arrays):
-    """Write ``arrays`` to ``path`` through a temporary file and a rename."""
-    directory = os.path.dirname(os.path.abspath(path))
-    mode = os.stat(path).st_mode & 0o777 if os.path.exists(path) else 0o644
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory
-    )
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def _read_npz(path) -> dict:
-    """All arrays of a parameter file; never unpickles anything."""
-    if not os.path.exists(path):
-        raise FileNotFoundError(
-            f"No parameter file at '{path}'; save one with sim.save_params(path)"
-        )
-    try:
-        # our own handle: np.load leaves its own open when the file is not an .npz
-        with open(path, "rb") as f, np.load(f, allow_pickle=False) as npz:
-            data = {name: npz[name] for name in npz.files}
-    except Exception as e:
-        raise ValidationError(
-            f"Cannot read '{path}' as a parameter file (it is corrupt, truncated "
-            f"or not an .npz file: {type(e).__name__}: {e}); save it again with "
-            "sim.save_params",
-            attr="path",
-        ) from e
-    format_ = data.get("__format__")
-    if format_ is None or format_.shape != () or str(format_) != FORMAT:
-        raise ValidationError(
-            f"'{path}' is not a nengo_jax parameter file (expected the marker "
-            f"{FORMAT!r}); save parameters with sim.save_params",
-            attr="path",
-        )
-    for name in ("__names__", "__objects__"):
-        if name not in data or data[name].dtype.kind != "U" or data[name].ndim != 1:
-            raise ValidationError(
-                f"'{path}' is damaged: its list {name} is missing or malformed",
-                attr="path",
-            )
-    missing = [str(n) for n in data["__names__"] if str(n) not in data]
-    if missing or len(data["__objects__"]) != len(data["__names__"]):
-        raise ValidationError(
-            f"'{path}' is damaged: arrays {missing} are listed but missing",
-            attr="path",
-        )
-    for name in data["__names__"]:
-        if data[str(name)].dtype.kind not in "fiub":
-            raise ValidationError(
-                f"'{path}' is damaged: {name} is not numeric "
-                f"(dtype {data[str(name)].dtype})",
-                attr="path",
-            )
-    return data
-
-
-def _check_structure(path, entries, names, described, data, host):
-    """Raise on the first difference between the file and this network."""
+    ``headers`` give the shapes in the file (by name), read without the data.
+    """
     for i in range(max(len(entries), len(names))):
         entry = entries[i] if i < len(entries) else None
         name = names[i] if i < len(names) else None
@@ -431,23 +366,23 @@ def _check_structure(path, entries, names, described, data, host):
         if entry is None:
             raise ValidationError(
                 f"'{path}' does not match this network: the file has "
-                f"{described[name]} with shape {data[name].shape}, which this "
+                f"{described[name]} with shape {headers[name].shape}, which this "
                 "network does not have (the networks differ in structure)",
                 attr="path",
             )
         if name is None or name != entry.name:
             there = "nothing" if name is None else f"{described[name]}"
-            shape = "" if name is None else f" with shape {data[name].shape}"
+            shape = "" if name is None else f" with shape {headers[name].shape}"
             raise ValidationError(
                 f"'{path}' does not match this network: {entry.describe()} with "
                 f"shape {here} here corresponds to {there}{shape} in the file "
                 "(the networks differ in structure)",
                 attr="path",
             )
-        if data[name].shape != here:
+        if headers[name].shape != here:
             raise ValidationError(
                 f"'{path}' does not match this network: {entry.describe()} has "
-                f"shape {here} here but {data[name].shape} in the file (saved "
+                f"shape {here} here but {headers[name].shape} in the file (saved "
                 f"from {described[name]})",
                 attr="path",
             )

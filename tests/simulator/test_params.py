@@ -1,7 +1,10 @@
 """Trained parameters: sim.data, get_params, save/load, freeze, and resets."""
 
+import io
 import os
 import pickle
+import tracemalloc
+import zipfile
 
 import keras
 import nengo
@@ -344,9 +347,20 @@ def _unpickled():
     return "boom"
 
 
+def npy_bytes(array):
+    f = io.BytesIO()
+    np.save(f, array)
+    return f.getvalue()
+
+
 def bad_files(good):
     data = good.read_bytes()
     arrays = dict(np.load(good))
+    members = {f"{name}.npy": npy_bytes(value) for name, value in arrays.items()}
+    bias = members["ensemble0.bias.npy"]
+    corrupt = bytearray(data)  # a bit of the bias flipped (np.savez stores as is)
+    corrupt[data.find(bias) + len(bias) - 1] ^= 1
+    weights = members["connection1.weights.npy"]
     return {
         "missing": None,
         "truncated": data[: len(data) // 2],
@@ -360,10 +374,21 @@ def bad_files(good):
             "npz",
             {k: v for k, v in arrays.items() if k != "connection1.weights"},
         ),
+        "bad header": (
+            "zip",
+            {**members, "ensemble0.bias.npy": b"\x93NUMPY\x01\x00\x10\x00{'descr': ?"},
+        ),
+        "truncated array": (
+            "zip",
+            {**members, "connection1.weights.npy": weights[:-8]},
+        ),
+        # found only when the data is read: the header and sizes are right
+        "corrupt data": bytes(corrupt),
     }
 
 
 UNREADABLE = "Cannot read .*bad.npz.* corrupt, truncated or not an .npz file"
+IN_ARRAY = UNREADABLE + ": its array "
 
 
 @pytest.mark.parametrize(
@@ -375,7 +400,23 @@ UNREADABLE = "Cannot read .*bad.npz.* corrupt, truncated or not an .npz file"
         ("text", ValidationError, UNREADABLE),
         ("npy", ValidationError, UNREADABLE),
         ("pickle", ValidationError, UNREADABLE),
-        ("object array", ValidationError, UNREADABLE),
+        (
+            "object array",
+            ValidationError,
+            IN_ARRAY + "'ensemble0.bias': it holds dtype object, not numbers",
+        ),
+        ("bad header", ValidationError, IN_ARRAY + "'ensemble0.bias': ValueError"),
+        (
+            "truncated array",
+            ValidationError,
+            IN_ARRAY + r"'connection1.weights': it has \d+ bytes, where its header "
+            r"\(shape \(1, 20\), dtype float32\) makes \d+",
+        ),
+        (
+            "corrupt data",
+            ValidationError,
+            IN_ARRAY + "'ensemble0.bias': BadZipFile: Bad CRC-32",
+        ),
         ("no marker", ValidationError, "bad.npz' is not a nengo_jax parameter file"),
         (
             "missing array",
@@ -396,6 +437,10 @@ def test_bad_files_are_refused_and_nothing_changes(tmp_path, case, error, match)
     elif isinstance(content, tuple) and content[0] == "npy":
         with open(path, "wb") as f:
             np.save(f, content[1])
+    elif isinstance(content, tuple) and content[0] == "zip":
+        with zipfile.ZipFile(path, "w") as f:
+            for name, member in content[1].items():
+                f.writestr(name, member)
     elif isinstance(content, tuple):
         with open(path, "wb") as f:
             np.savez(f, **content[1])
@@ -415,6 +460,67 @@ def test_bad_files_are_refused_and_nothing_changes(tmp_path, case, error, match)
             sim.get_params()[sim.model.toplevel.ens]["bias"],
             sim.model.params[sim.model.toplevel.ens].bias.astype(np.float32),
         )
+
+
+def test_load_reads_only_the_arrays_the_index_names(tmp_path, monkeypatch):
+    """A small file holding a large compressed array that the index does not
+    name loads without reading that array, and one whose named array has the
+    wrong shape is refused from its header, before its data is read.
+
+    Checked both ways: which zip members are opened (a recording
+    ``ZipFile.open``), and the peak memory traced while loading (NumPy reports
+    its arrays to ``tracemalloc``); reading the 50 MiB array would show.
+    """
+    good = tmp_path / "good.npz"
+    with nengo_jax.Simulator(weights_net(seed=1), progress_bar=False) as sim:
+        sim.save_params(good)
+        trained = raw_params(sim)
+    arrays = dict(np.load(good))
+    big = np.zeros(50 * 2**20 // 8)  # 50 MiB, compressed to ~50 KB
+    unused, misshapen = tmp_path / "unused.npz", tmp_path / "misshapen.npz"
+    np.savez_compressed(unused, **arrays, unused=big)
+    np.savez_compressed(misshapen, **{**arrays, "connection1.weights": big[None]})
+    del big
+    assert unused.stat().st_size < 200_000
+
+    opened = []
+    zip_open = zipfile.ZipFile.open
+
+    def recording_open(self, name, *args, **kwargs):
+        opened.append(getattr(name, "filename", name))
+        return zip_open(self, name, *args, **kwargs)
+
+    monkeypatch.setattr(zipfile.ZipFile, "open", recording_open)
+
+    peaks = []
+
+    def load(sim, path):
+        opened.clear()
+        tracemalloc.start()
+        try:
+            sim.load_params(path)
+        finally:
+            peaks.append(tracemalloc.get_traced_memory()[1])
+            tracemalloc.stop()
+
+    with nengo_jax.Simulator(weights_net(), progress_bar=False) as sim:
+        load(sim, unused)
+        assert peaks[-1] < 5 * 2**20  # (measured: 0.08 MiB; 51 MiB before)
+        assert "unused.npy" not in opened
+        assert "connection1.weights.npy" in opened
+        assert_params_equal(trained, raw_params(sim))
+        sim.reset()
+        before = raw_params(sim)
+        with pytest.raises(
+            ValidationError,
+            match=r"connection1.weights \(Connection\) has shape \(1, 20\) here but "
+            r"\(1, 6553600\) in the file",
+        ):
+            load(sim, misshapen)
+        # opened once, for its header (which is not the data)
+        assert opened.count("connection1.weights.npy") == 1
+        assert peaks[-1] < 5 * 2**20
+        assert_params_equal(before, raw_params(sim))
 
 
 def test_state_from_a_file_without_state_is_refused(tmp_path):
@@ -451,6 +557,28 @@ def test_save_is_atomic(tmp_path, monkeypatch):
         sim.save_params(path)  # overwrites
         assert path.read_bytes() != saved
         assert os.listdir(tmp_path) == ["params.npz"]
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX permissions")
+@pytest.mark.parametrize("umask, mode", [(0o077, 0o600), (0o022, 0o644)])
+def test_saved_file_permissions_follow_the_umask(tmp_path, umask, mode):
+    """As with ``np.savez``: a new file gets 0o666 less the umask (not the
+    0o600 of a temporary file, nor a fixed 0o644); an overwritten file keeps
+    its mode."""
+    path = tmp_path / "params.npz"
+    with nengo_jax.Simulator(weights_net(), progress_bar=False) as sim:
+        old = os.umask(umask)
+        try:
+            sim.save_params(path)
+            np.savez(tmp_path / "numpy.npz", x=np.zeros(1))
+            assert os.stat(path).st_mode & 0o777 == mode
+            assert os.stat(tmp_path / "numpy.npz").st_mode & 0o777 == mode
+            os.chmod(path, 0o640)
+            sim.save_params(path)
+            assert os.stat(path).st_mode & 0o777 == 0o640
+        finally:
+            os.umask(old)
+    assert sorted(os.listdir(tmp_path)) == ["numpy.npz", "params.npz"]
 
 
 def test_closed_simulator_refuses(tmp_path):
