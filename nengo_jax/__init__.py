@@ -6,7 +6,7 @@ import os
 # (the Simulator then explains the conflict when Keras is used).
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
-from nengo_jax import callbacks, losses, obj  # noqa: E402
+from nengo_jax import callbacks, dists, losses, obj  # noqa: E402
 from nengo_jax.config import configure_settings  # noqa: E402
 from nengo_jax.converter import Converter  # noqa: E402
 from nengo_jax.layer import Layer  # noqa: E402
@@ -29,6 +29,7 @@ __all__ = [
     "TensorNode",
     "callbacks",
     "configure_settings",
+    "dists",
     "losses",
     "obj",
     "__version__",
