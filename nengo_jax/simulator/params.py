@@ -11,6 +11,7 @@ names. State is named by its object's position among the built objects.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -99,7 +100,7 @@ class ParamsMethods:
 
     # -- saving and loading -----------------------------------------------------------
 
-    def save_params(self, path, include_state=False):
+    def save_params(self, path, include_state=False, include_non_trainable=None):
         """Save the parameters (and optionally the state) to one ``.npz`` file.
 
         The parameters include the weights and encoders that online learning
@@ -122,7 +123,10 @@ class ParamsMethods:
             Also save the simulation state (neuron, synapse and learning-rule
             state, the time and the random key) so that a network built the same
             way continues exactly where this one is.
+        include_non_trainable : bool or None
+            NengoDL's older name of ``include_state`` (deprecated there too).
         """
+        include_state = _state_option(include_state, include_non_trainable)
         self._check_open("save the parameters of")
         path = npz_path(path)
         host = HostValues(self._layout, *self._runtime.live_values())
@@ -141,7 +145,7 @@ class ParamsMethods:
         arrays["__objects__"] = np.array([e.describe() for e in entries], dtype=str)
         atomic_savez(path, arrays)
 
-    def load_params(self, path, include_state=False):
+    def load_params(self, path, include_state=False, include_non_trainable=None):
         """Load parameters saved by `save_params` (from this or a like network).
 
         Nothing changes unless everything loads: a missing, corrupt or
@@ -158,7 +162,10 @@ class ParamsMethods:
         include_state : bool
             Also load the simulation state (the file must have been saved with
             ``include_state=True``); the simulator's time becomes the saved time.
+        include_non_trainable : bool or None
+            NengoDL's older name of ``include_state`` (deprecated there too).
         """
+        include_state = _state_option(include_state, include_non_trainable)
         self._check_open("load parameters into")
         with (
             ParamFile(npz_path(path)) as file,
@@ -400,6 +407,18 @@ def _stored_shape(entry, host) -> tuple:
         if array.ndim > len(host.layout.shape(view.key)):
             shape = array.shape[:1] + shape
     return shape
+
+
+def _state_option(include_state, include_non_trainable) -> bool:
+    """``include_state``, or NengoDL's deprecated ``include_non_trainable``."""
+    if include_non_trainable is None:
+        return include_state
+    warnings.warn(
+        "include_non_trainable is deprecated (as in NengoDL); use include_state",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return bool(include_non_trainable)
 
 
 def learned_signals(model, layout) -> frozenset:

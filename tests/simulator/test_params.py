@@ -647,3 +647,17 @@ def test_reset_include_processes():
         sim.reset(seed=sim.seed + 1)
         sim.run_steps(30)
         assert not np.array_equal(sim.data[p], first)
+
+
+def test_include_non_trainable_is_include_state(tmp_path):
+    """NengoDL's deprecated spelling still works (with its warning)."""
+    net = weights_net()
+    with nengo_jax.Simulator(net, progress_bar=False) as sim:
+        sim.run_steps(5)
+        with pytest.warns(DeprecationWarning, match="use include_state"):
+            sim.save_params(tmp_path / "p", include_non_trainable=True)
+        steps = sim.n_steps
+        sim.reset()
+        with pytest.warns(DeprecationWarning, match="use include_state"):
+            sim.load_params(tmp_path / "p", include_non_trainable=True)
+        assert sim.n_steps == steps == 5
