@@ -48,7 +48,10 @@ class TensorNode(nengo.Node):
         or ``f(x)`` (``pass_time=False``). ``t`` is the current time (a scalar),
         ``x`` has shape ``(minibatch_size,) + shape_in``; the output must have
         shape ``(minibatch_size,) + shape_out``. Keras layers get the learning
-        phase as ``training``.
+        phase as ``training``; their weights are Simulator parameters, which
+        train with the weights' regularizers (added to the loss) and
+        constraints (applied after each update). Activity regularizers and
+        ``add_loss`` losses are not applied.
     shape_in : tuple of int
         Shape of the input, without the batch axis (None: no input).
     shape_out : tuple of int

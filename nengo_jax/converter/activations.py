@@ -2,76 +2,217 @@
 
 Which neuron type computes a Keras activation (`DEFAULT_NEURONS`; ``LINEAR``
 for the identity), and the converter options that change it:
-``swap_activations`` (`swap_pairs`, `neuron_type_for`) and
-``scale_firing_rates`` (`firing_rate_scale`, `scaled`).
+``swap_activations`` (`Swaps`) and ``scale_firing_rates``
+(`firing_rate_scale`, `scaled`).
+
+An activation can be spelled many ways: ``"relu"``, ``keras.activations.relu``,
+``keras.ops.relu``, ``jax.nn.relu`` (or ``tf.nn.relu``). `family` reduces each
+spelling to one name, so that a ``swap_activations`` key matches the layers
+computing that activation however either of them spells it.
 """
 
 from __future__ import annotations
 
 import inspect
+import warnings
 
 import keras
 import nengo
 from nengo.exceptions import ValidationError
 from nengo.neurons import NeuronType
 
-#: `Converter.neuron_type`'s answer for a linear activation (no neurons).
-LINEAR = object()
+from nengo_jax.neurons import LeakyReLU
 
-#: Keras activation function -> the rate neuron type computing it (gain 1,
-#: bias 0). Nengo's Sigmoid and Tanh compute ``f(J) / tau_ref``.
+
+class _Linear:
+    def __repr__(self):
+        return "LINEAR (no neurons)"
+
+
+#: `Converter.neuron_type`'s answer for a linear activation (no neurons).
+LINEAR = _Linear()
+
+#: Activation name -> the rate neuron type computing it (gain 1, bias 0).
+#: Nengo's Sigmoid and Tanh compute ``f(J) / tau_ref``.
 DEFAULT_NEURONS = {
-    keras.activations.relu: nengo.RectifiedLinear(),
-    keras.activations.sigmoid: nengo.Sigmoid(tau_ref=1),
-    keras.activations.tanh: nengo.Tanh(tau_ref=1),
+    "relu": nengo.RectifiedLinear(),
+    "sigmoid": nengo.Sigmoid(tau_ref=1),
+    "tanh": nengo.Tanh(tau_ref=1),
 }
 
+#: Packages whose functions are recognised by name (``jax.nn.relu`` is "relu").
+_LIBRARIES = {"keras", "jax", "jaxlib", "tensorflow", "tf_keras", "numpy"}
 
-def swap_pairs(swap) -> list:
-    """``swap_activations`` as a list of (activation or neuron type, neuron type)."""
-    if swap is None:
-        return []
-    if not isinstance(swap, dict):
+#: Other names of an activation in those packages.
+_ALIASES = {"identity": "linear", "swish": "silu", "hard_swish": "hard_silu"}
+
+
+def family(activation) -> str | None:
+    """The name of the activation function ``activation`` (None: unknown).
+
+    ``activation`` is a name, None (linear), or a function of Keras, JAX or
+    TensorFlow: ``keras.activations.relu``, ``keras.ops.relu``,
+    ``keras.ops.nn.relu``, ``jax.nn.relu`` and ``tf.nn.relu`` are all "relu".
+    A neuron type is the name of the activation it computes (RectifiedLinear:
+    "relu", `nengo_jax.LeakyReLU`: "leaky_relu", Sigmoid, Tanh). Other
+    callables have none (they match only themselves).
+    """
+    if activation is None:
+        return "linear"
+    if isinstance(activation, NeuronType):
+        for cls, name in (
+            (LeakyReLU, "leaky_relu"),
+            (nengo.RectifiedLinear, "relu"),
+            (nengo.Sigmoid, "sigmoid"),
+            (nengo.Tanh, "tanh"),
+        ):
+            if type(activation) is cls:
+                return name
+        return None
+    if isinstance(activation, str):
+        name = activation
+    else:
+        name = getattr(activation, "__name__", None)
+        module = getattr(activation, "__module__", None) or ""
+        if not isinstance(name, str) or module.split(".")[0] not in _LIBRARIES:
+            return None
+    name = _ALIASES.get(name, name)
+    if isinstance(activation, str) or hasattr(keras.activations, name):
+        return name
+    return None
+
+
+def _from_name(name):
+    """The Keras activation function called ``name`` (a ValidationError if none)."""
+    try:
+        return keras.activations.get(name)
+    except ValueError:
         raise ValidationError(
-            f"swap_activations must be a dict of activation -> neuron type; got "
-            f"{type(swap).__name__}",
+            f"{name!r} (in swap_activations) is not the name of a Keras activation",
             attr="swap_activations",
-        )
-    pairs = []
-    for key, value in swap.items():
-        if isinstance(key, str):
-            key = keras.activations.get(key)
-        if not isinstance(value, NeuronType):
+        ) from None
+
+
+def show(key) -> str:
+    """``key`` (an activation or neuron type) for a message."""
+    if isinstance(key, str | NeuronType):
+        return repr(key)
+    name = getattr(key, "__name__", None)
+    module = getattr(key, "__module__", None)
+    if isinstance(name, str) and isinstance(module, str):
+        return f"{module}.{name}"
+    return repr(key)
+
+
+def default_neuron_type(activation) -> NeuronType | object | None:
+    """The neuron type computing ``activation`` (before ``swap_activations``).
+
+    Returns ``LINEAR`` for the identity (no neurons) and None for an activation
+    without a neuron type.
+    """
+    if isinstance(activation, NeuronType):
+        return activation
+    name = family(activation)
+    if name == "linear":
+        return LINEAR
+    return DEFAULT_NEURONS.get(name)
+
+
+class Swaps:
+    """The ``swap_activations`` option: activation -> neuron type.
+
+    Keys are activations in any spelling `family` knows (or any other callable,
+    matched by identity) or neuron types (matching the activations that would
+    become that neuron type). Values are neuron types, or activations that
+    have one (a linear value: no neurons). `neuron_type_for` notes the keys
+    that matched; `warn_unused` warns about the others.
+    """
+
+    def __init__(self, swap):
+        if swap is None:
+            swap = {}
+        if not isinstance(swap, dict):
             raise ValidationError(
-                f"swap_activations[{key!r}] must be a Nengo neuron type; got {value!r}",
+                f"swap_activations must be a dict of activation -> neuron type; got "
+                f"{type(swap).__name__}",
                 attr="swap_activations",
             )
-        pairs.append((key, value))
-    return pairs
+        #: (key as given, its `family`, the neuron type it swaps to)
+        self.pairs = []
+        #: indices of the pairs that matched an activation
+        self.used = set()
+        seen = {}
+        for key, value in swap.items():
+            if isinstance(key, str):
+                _from_name(key)
+            name = family(key)
+            neuron_type = self._value(key, value)
+            if isinstance(key, NeuronType):
+                ident = ("neurons", key)
+            elif name is not None:
+                ident = ("family", name)
+            else:
+                ident = ("object", key)
+            earlier = seen.setdefault(ident, (key, neuron_type))
+            if earlier[1] != neuron_type:
+                raise ValidationError(
+                    f"the keys {show(earlier[0])} and {show(key)} are the same "
+                    "activation, with different values",
+                    attr="swap_activations",
+                )
+            self.pairs.append((key, name, neuron_type))
 
-
-def neuron_type_for(activation, swap) -> NeuronType | object | None:
-    """The neuron type computing ``activation``, after the `swap_pairs` ``swap``.
-
-    Returns ``LINEAR`` for the identity (no neurons) and None for an
-    activation without a neuron type.
-    """
-    if isinstance(activation, str):
-        activation = keras.activations.get(activation)
-    if activation is None or activation is keras.activations.linear:
-        neuron_type = LINEAR
-    elif isinstance(activation, NeuronType):
-        neuron_type = activation
-    else:
-        neuron_type = DEFAULT_NEURONS.get(activation)
-    for key, value in swap:
-        if key is activation or (
-            isinstance(key, NeuronType)
-            and neuron_type is not LINEAR
-            and key == neuron_type
-        ):
+    @staticmethod
+    def _value(key, value):
+        if isinstance(value, NeuronType):
             return value
-    return neuron_type
+        neuron_type = None
+        if value is None or isinstance(value, str) or callable(value):
+            if isinstance(value, str):
+                _from_name(value)
+            neuron_type = default_neuron_type(value)
+        if neuron_type is None:
+            raise ValidationError(
+                f"the value of {show(key)} must be a Nengo neuron type (or an "
+                f"activation that has one: relu, sigmoid, tanh, linear); got "
+                f"{show(value)}",
+                attr="swap_activations",
+            )
+        return neuron_type
+
+    def matches(self, key, name, activation, neuron_type) -> bool:
+        """Whether the key ``key`` (of family ``name``) matches an activation."""
+        if isinstance(key, NeuronType):
+            return neuron_type is not LINEAR and key == neuron_type
+        if name is not None:
+            return name == family(activation)
+        return key is activation
+
+    def neuron_type_for(self, activation) -> NeuronType | object | None:
+        """The neuron type computing ``activation``, after the swaps.
+
+        Returns ``LINEAR`` for the identity (no neurons) and None for an
+        activation without a neuron type.
+        """
+        neuron_type = default_neuron_type(activation)
+        swapped = None
+        for i, (key, name, value) in enumerate(self.pairs):
+            if self.matches(key, name, activation, neuron_type):
+                self.used.add(i)
+                if swapped is None:
+                    swapped = value
+        return neuron_type if swapped is None else swapped
+
+    def warn_unused(self) -> None:
+        """Warn about each key that matched no activation of the model."""
+        for i, (key, _, value) in enumerate(self.pairs):
+            if i not in self.used:
+                warnings.warn(
+                    f"swap_activations key {show(key)} (-> {value}) matches no "
+                    "activation in the model; nothing was swapped for it",
+                    UserWarning,
+                    stacklevel=3,
+                )
 
 
 def firing_rate_scale(scale, layer) -> float:

@@ -85,6 +85,15 @@ class LayerConverter:
         """
         raise NotImplementedError
 
+    def training_args(self) -> list:
+        """The layer's regularizers and constraints that are set, as ``name=value``.
+
+        They act only in training. A natively converted layer would drop them,
+        so unless ``inference_only``, the converter runs such a layer in a
+        `.TensorNode`, which keeps them (warning that it does so).
+        """
+        return _training_args(self.layer)
+
     # -- helpers for subclasses --------------------------------------------------------
 
     def axis(self, axis: int, rank: int = None) -> int | None:
@@ -193,3 +202,19 @@ def _activation_func(activation):
 
     activation_func.__name__ = getattr(activation, "__name__", "activation")
     return activation_func
+
+
+def _training_args(layer) -> list:
+    args = []
+    for name, value in vars(layer).items():
+        if value is None or name.startswith("_"):
+            continue
+        if not name.endswith(("_regularizer", "_constraint")):
+            continue
+        try:
+            config = ", ".join(f"{k}={v!r}" for k, v in value.get_config().items())
+            text = f"{type(value).__name__}({config})"
+        except (AttributeError, NotImplementedError, TypeError):
+            text = repr(value)
+        args.append(f"{name}={text}")
+    return args

@@ -14,6 +14,8 @@ Reading the Keras graph is in `.graph`, activations and neuron types in
 
 from __future__ import annotations
 
+import warnings
+
 import keras
 import nengo
 import numpy as np
@@ -22,7 +24,7 @@ from nengo.neurons import NeuronType
 
 from nengo_jax.config import configure_settings
 from nengo_jax.converter import activations, simulation
-from nengo_jax.converter.fallback import add_fallback
+from nengo_jax.converter.fallback import add_fallback, is_neurons
 from nengo_jax.converter.graph import KerasMap, model_io, nodes_in_order
 
 
@@ -57,10 +59,17 @@ class Converter:
         call gets its own copy of the weights, which then train independently.
         Without it (and without ``inference_only``) such a layer is an error.
     swap_activations : dict
-        Maps a Keras activation (a function such as ``keras.activations.relu``,
-        or its name) or the neuron type it would become (such as
-        ``nengo.RectifiedLinear()``) to the neuron type to use instead, such
-        as ``nengo.SpikingRectifiedLinear()``.
+        Maps an activation to the neuron type to use instead, such as
+        ``nengo.SpikingRectifiedLinear()`` (or an activation that has one:
+        ``"relu"``, ``"sigmoid"``, ``"tanh"``; linear: no neurons). A key is an
+        activation however it is spelled (``"relu"``, ``keras.activations.relu``,
+        ``keras.ops.relu``, ``keras.ops.nn.relu``, ``jax.nn.relu``, or
+        ``tf.nn.relu``), or the neuron type it would become (such as
+        ``nengo.RectifiedLinear()``); it applies to that activation wherever
+        the model has it: as the ``activation`` of Dense and convolution
+        layers, and as an activation layer (``Activation``, ``ReLU``,
+        ``LeakyReLU``). A key that matches no activation of the model gets a
+        warning.
     scale_firing_rates : float or dict
         Multiply the input of every neuron by this value and divide its output
         by it (through the neuron type's ``amplitude``, or ``tau_ref`` for
@@ -68,7 +77,8 @@ class Converter:
         firing rate for spiking ones. A dict maps Keras layers (or their
         names) to their own values (layers not in it are not scaled).
     synapse : nengo.synapses.Synapse or float
-        Synapse on every connection out of neurons (None: no filtering).
+        Synapse on every connection out of neurons, and on the probes of
+        outputs that are neurons (None: no filtering).
     temporal_model : bool
         The model's tensors have a time axis after the batch axis, which the
         Nengo network runs as simulation steps; every layer must compute each
@@ -88,6 +98,15 @@ class Converter:
 
     Notes
     -----
+    Regularizers and constraints (``kernel_regularizer``, ``bias_constraint``,
+    ``activity_regularizer``...) act only in training, and a native conversion
+    would drop them: unless ``inference_only``, a layer that has any runs in a
+    `.TensorNode` instead, with a warning naming them (an error without
+    ``allow_fallback``). The TensorNode applies weight regularizers (added to
+    the training loss) and constraints (after each update) in training, but
+    not activity regularizers. With ``inference_only`` such layers convert
+    natively, without them.
+
     Biases come from a Node with the constant output 1 (labelled ``"bias"``),
     which is an input Node of the network too: give the Simulator's Keras
     calls their data as dicts keyed by ``converter.inputs[keras_input]`` and
@@ -140,7 +159,8 @@ class Converter:
         self.inference_only = inference_only
         self.max_to_avg_pool = max_to_avg_pool
         self.split_shared_weights = split_shared_weights
-        self.swap_activations = activations.swap_pairs(swap_activations)
+        self.swap_activations = swap_activations
+        self._swaps = activations.Swaps(swap_activations)
         self.scale_firing_rates = scale_firing_rates
         self.synapse = synapse
         self.temporal_model = temporal_model
@@ -167,9 +187,12 @@ class Converter:
             objs = self._convert_model(model, model_inputs, nodes)
             for tensor, obj in zip(model_outputs, objs, strict=True):
                 layer = tensor._keras_history.operation
-                probe = nengo.Probe(obj, synapse=None, label=f"{layer.name}.probe")
+                # neuron outputs are filtered like every connection out of neurons
+                synapse = self.synapse if is_neurons(obj) else None
+                probe = nengo.Probe(obj, synapse=synapse, label=f"{layer.name}.probe")
                 self.outputs[tensor] = probe
                 self.outputs.setdefault(layer, probe)
+        self._swaps.warn_unused()
 
     # -- registry ------------------------------------------------------------------
 
@@ -262,9 +285,20 @@ class Converter:
         if converter_class is not None:
             converter = converter_class(layer, node, self)
             unsupported = converter.unsupported()
-            if unsupported is None:
+            training_args = []
+            if unsupported is None and not self.inference_only:
+                training_args = converter.training_args()
+            if unsupported is None and not training_args:
                 return converter.convert(ins)
             reason = unsupported
+            if unsupported is None:
+                reason = (
+                    f"it has {', '.join(training_args)}, which the native "
+                    "conversion would drop (they act only in training; with "
+                    "inference_only=True the layer converts natively without them)"
+                )
+                if self.allow_fallback:
+                    self._warn_training_args(layer, training_args)
         if not self.allow_fallback:
             raise ValidationError(
                 f"Layer {layer.name!r} ({type(layer).__name__}) cannot be converted "
@@ -274,6 +308,28 @@ class Converter:
                 attr="allow_fallback",
             )
         return add_fallback(self, node, ins)
+
+    @staticmethod
+    def _warn_training_args(layer, training_args):
+        kept = [a for a in training_args if not a.startswith("activity_")]
+        dropped = [a for a in training_args if a.startswith("activity_")]
+        message = (
+            f"Layer {layer.name!r} ({type(layer).__name__}) has "
+            f"{', '.join(training_args)}, which a native conversion would drop; "
+            "it runs in a TensorNode instead"
+        )
+        if kept:
+            message += f", which applies {', '.join(a.split('=')[0] for a in kept)} "
+            message += "in training"
+        if dropped:
+            message += (
+                f" ({', '.join(a.split('=')[0] for a in dropped)} is not applied in "
+                "training)"
+            )
+        message += (
+            ". Pass inference_only=True to convert the layer natively without them"
+        )
+        warnings.warn(message, UserWarning, stacklevel=5)
 
     def _check_shared(self, layer):
         calls = self._calls.get(layer, 0) + 1
@@ -299,7 +355,7 @@ class Converter:
         Returns ``LINEAR`` for the identity (no neurons) and None for an
         activation without a neuron type.
         """
-        return activations.neuron_type_for(activation, self.swap_activations)
+        return self._swaps.neuron_type_for(activation)
 
     def firing_rate_scale(self, layer) -> float:
         """The ``scale_firing_rates`` value for ``layer``."""

@@ -537,5 +537,8 @@ class ConvertTimeDistributed(LayerConverter):
             return f"{type(self.layer.layer).__name__} has no native conversion"
         return inner.unsupported()
 
+    def training_args(self):
+        return self.inner().training_args() + super().training_args()
+
     def convert(self, inputs):
         return self.inner().convert(inputs)

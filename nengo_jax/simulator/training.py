@@ -63,6 +63,7 @@ class KerasMethods:
                     step_key=self._layout.key(self.model.step),
                     training=self._runtime.training,
                 )
+                _layer_weight_options(self.model, self._layout, self._keras)
         return self._keras
 
     def _write_layers(self, params):
@@ -371,3 +372,27 @@ class InterruptCheck(keras.callbacks.Callback):
         self.runtime.check_interrupt()
 
     on_test_batch_end = on_predict_batch_end = on_train_batch_end
+
+
+def _layer_weight_options(model, layout, keras_model):
+    """Give TensorNode layers' regularizers and constraints to their parameters.
+
+    A Keras layer in a `.TensorNode` keeps its weights in Simulator
+    parameters; the Keras variable of each trainable one gets the layer
+    weight's ``regularizer`` (Keras adds it to the training loss) and
+    ``constraint`` (which the optimizer applies after each update), as the
+    layer would have in Keras. Activity regularizers are not applied.
+    """
+    for obj, sigs in model.sig.items():
+        if not isinstance(obj, TensorNode):
+            continue
+        for var, name in layer_weights(obj):
+            sig = sigs.get(name)
+            if sig is None or (var.regularizer is None and var.constraint is None):
+                continue
+            for key, mask in layout.trainable_masks([sig]).items():
+                # the parameter is this weight alone, and trains
+                if mask is True and keras_model.masks.get(key) is True:
+                    param = keras_model.param_vars[key]
+                    param.regularizer = var.regularizer
+                    param.constraint = var.constraint

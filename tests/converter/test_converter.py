@@ -6,14 +6,18 @@ oracle is Keras: every converted network must compute the Keras model's
 output (``verify`` runs both; rate neurons, no synapses, one step).
 """
 
+import warnings
+
 import keras
 import nengo
+import numpy as np
 import pytest
 from nengo.exceptions import ValidationError
 
 import nengo_jax
 from nengo_jax.converter import LayerConverter
-from tests.helpers import Square, convert, seq, tensor_nodes
+from nengo_jax.testing import assert_allclose
+from tests.helpers import Square, convert, predict, randomize, seq, tensor_nodes
 
 
 class Scale(keras.layers.Layer):
@@ -88,6 +92,111 @@ def test_synapse_on_connections_out_of_neurons():
     for conn in converter.net.all_connections:
         is_neurons = isinstance(conn.pre_obj, nengo.ensemble.Neurons)
         assert conn.synapse == (nengo.Lowpass(0.01) if is_neurons else None)
+
+
+def test_synapse_on_probes_of_neuron_outputs():
+    # as NengoDL: the output probes of neurons get the synapse, others none
+    inp = keras.Input((4,))
+    hidden = keras.layers.Dense(5, activation="relu")(inp)
+    relu = keras.layers.Dense(3, activation="relu")(hidden)
+    linear = keras.layers.Dense(2)(hidden)
+    relu_layer = keras.layers.ReLU()(linear)
+    softmax = keras.layers.Dense(2, activation="softmax")(hidden)
+    model = keras.Model(inp, [relu, linear, relu_layer, softmax])
+    converter = nengo_jax.Converter(model, synapse=0.01)
+    synapses = [converter.outputs[t].synapse for t in model.outputs]
+    assert synapses == [nengo.Lowpass(0.01), None, nengo.Lowpass(0.01), None]
+    assert isinstance(converter.outputs[softmax].target, nengo_jax.TensorNode)
+    converter = nengo_jax.Converter(model)
+    assert [converter.outputs[t].synapse for t in model.outputs] == [None] * 4
+
+
+def test_output_of_neurons_is_filtered():
+    model = randomize(seq((4,), keras.layers.Dense(3, activation="relu")))
+    x = np.random.RandomState(0).uniform(0, 1, size=(2, 4))
+    rates = np.asarray(model(x))
+    assert np.all(rates.sum(axis=0) > 0)
+    n_steps = 30
+    _, unfiltered = predict(nengo_jax.Converter(model), x, n_steps=n_steps)
+    assert_allclose(unfiltered, np.repeat(rates[:, None], n_steps, axis=1))
+    converter = nengo_jax.Converter(model, synapse=nengo.Alpha(0.005))
+    assert converter.outputs[model.outputs[0]].synapse == nengo.Alpha(0.005)
+    _, filtered = predict(converter, x, n_steps=n_steps)
+    # the rates, probed through the synapse in Nengo's reference simulator
+    for i, r in enumerate(rates):
+        with nengo.Network() as net:
+            probe = nengo.Probe(nengo.Node(r), synapse=nengo.Alpha(0.005))
+        with nengo.Simulator(net, progress_bar=False) as ref:
+            ref.run_steps(n_steps)
+        assert_allclose(filtered[i], ref.data[probe], atol=1e-5)
+    # it starts at 0 and rises towards the rates
+    assert np.all(filtered[:, 0] == 0)
+    assert np.all(filtered[:, -1] >= 0.9 * rates) and np.any(filtered[:, -1] > 0.5)
+
+
+def test_regularizers_and_constraints_run_in_tensor_nodes():
+    # as NengoDL: a layer with a regularizer or constraint (which act in
+    # training) runs in a TensorNode, with a warning, unless inference_only
+    for kwargs, name in [
+        (dict(kernel_regularizer=keras.regularizers.L2(0.5)), "kernel_regularizer"),
+        (dict(bias_regularizer="l1"), "bias_regularizer"),
+        (dict(activity_regularizer="l2"), "activity_regularizer"),
+        (dict(kernel_constraint="non_neg"), "kernel_constraint"),
+        (dict(bias_constraint=keras.constraints.MaxNorm(2)), "bias_constraint"),
+    ]:
+        model = seq((4,), keras.layers.Dense(3, activation="relu", name="d", **kwargs))
+        with pytest.warns(UserWarning, match=rf"Layer 'd' \(Dense\) has {name}="):
+            converter = convert(model)
+        assert len(tensor_nodes(converter)) == 1, name
+        assert not converter.net.all_ensembles
+        converter = convert(model, inference_only=True)
+        assert not tensor_nodes(converter)
+        assert len(converter.net.all_ensembles) == 1
+        with pytest.raises(ValidationError, match=rf"'d' \(Dense\).*{name}="):
+            nengo_jax.Converter(model, allow_fallback=False)
+    conv = keras.layers.Conv2D(2, 3, kernel_regularizer="l2", name="c")
+    with pytest.warns(UserWarning, match=r"'c' \(Conv2D\) has kernel_regularizer=L2"):
+        assert len(tensor_nodes(convert(seq((5, 5, 1), conv)))) == 1
+
+
+def test_regularizers_and_constraints_act_in_training():
+    # the numbers NengoDL gives: the loss adds 10 * sum(kernel**2) = 120 and
+    # 2 * sum(|bias|) = 6 to the MSE of 16, but not the activity regularizer
+    x = np.ones((8, 1, 4))
+    for kwargs, loss in [
+        ({}, 16),
+        (dict(kernel_regularizer=keras.regularizers.L2(10.0)), 136),
+        (dict(bias_regularizer=keras.regularizers.L1(2.0)), 22),
+        (dict(activity_regularizer=keras.regularizers.L2(10.0)), 16),
+    ]:
+        model = seq((4,), keras.layers.Dense(3, kernel_initializer="ones", **kwargs))
+        model.layers[0].bias.assign(np.full(3, 1.0 if loss == 22 else 0.0))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            converter = nengo_jax.Converter(model)
+        inp = converter.inputs[model.inputs[0]]
+        out = converter.outputs[model.outputs[0]]
+        with nengo_jax.Simulator(converter.net, minibatch_size=8) as sim:
+            sim.compile(keras.optimizers.SGD(0.0), loss={out: "mse"})
+            y = np.zeros((8, 1, 3)) + (1 if loss == 22 else 0)
+            result = sim.evaluate({inp: x}, {out: y}, verbose=0)
+        assert result["loss"] == pytest.approx(loss), kwargs
+    # a constraint holds the kernel non-negative through training
+    for constraint, expected in [(None, -4.4788), ("non_neg", 0)]:
+        dense = keras.layers.Dense(
+            3, use_bias=False, kernel_initializer="ones", kernel_constraint=constraint
+        )
+        model = seq((4,), dense)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            converter = nengo_jax.Converter(model)
+        inp = converter.inputs[model.inputs[0]]
+        out = converter.outputs[model.outputs[0]]
+        with nengo_jax.Simulator(converter.net, minibatch_size=8) as sim:
+            sim.compile(keras.optimizers.SGD(0.1), loss={out: "mse"})
+            sim.fit({inp: x}, {out: np.full((8, 1, 3), -10.0)}, epochs=3, verbose=0)
+            y = sim.predict({inp: x}, verbose=0)[out]
+        assert_allclose(y, np.full((8, 1, 3), expected), atol=1e-4)
 
 
 def test_shared_weights():

@@ -577,3 +577,40 @@ def test_names_are_nengo_dl_names():
         ]  # fmt: skip
         with pytest.raises(ValidationError, match="has no name in the Keras model"):
             sim.get_name(net.nodes[-1])
+
+
+def test_tensor_node_layer_regularizers_and_constraints():
+    """A Keras layer's weight regularizers and constraints act in training."""
+
+    def net_with(trainable=True, **kwargs):
+        with nengo.Network() as net:
+            net.inp = nengo.Node(np.zeros(2))
+            dense = keras.layers.Dense(
+                2, use_bias=False, kernel_initializer="ones", **kwargs
+            )
+            dense.trainable = trainable  # (Keras's flag: see test_tensor_node.py)
+            net.node = nengo_jax.TensorNode(dense, shape_in=(2,), pass_time=False)
+            nengo.Connection(net.inp, net.node, synapse=None)
+            net.p = nengo.Probe(net.node)
+        return net
+
+    x = np.ones((MB, 1, 2))
+    for kwargs, trainable, loss in [
+        ({}, True, 4.0),  # (2 - 0)**2
+        (dict(kernel_regularizer=keras.regularizers.L1(0.5)), True, 4.0 + 2.0),
+        (dict(kernel_regularizer=keras.regularizers.L1(0.5)), False, 4.0),
+    ]:
+        net = net_with(trainable, **kwargs)
+        with nengo_jax.Simulator(net, minibatch_size=MB, progress_bar=False) as sim:
+            sim.compile(keras.optimizers.SGD(0.0), loss={net.p: "mse"})
+            y = np.zeros((MB, 1, 2))
+            result = sim.evaluate({net.inp: x}, {net.p: y}, verbose=0)
+        assert result["loss"] == pytest.approx(loss), (kwargs, trainable)
+    # targets below zero pull the kernel below zero, unless constrained
+    for constraint, low in [(None, -0.5), (keras.constraints.NonNeg(), 0.0)]:
+        net = net_with(kernel_constraint=constraint)
+        with nengo_jax.Simulator(net, minibatch_size=MB, progress_bar=False) as sim:
+            sim.compile(keras.optimizers.SGD(0.5), loss={net.p: "mse"})
+            sim.fit({net.inp: x}, {net.p: np.full((MB, 1, 2), -4.0)}, verbose=0)
+            kernel = values_of(sim, sim.model.sig[net.node]["weight0"])
+        assert (kernel.min() < low) if constraint is None else kernel.min() == low
