@@ -49,6 +49,15 @@ class SimulationData(Mapping):
         return cached[1]
 
     def _params_of(self, obj):
+        live = self.live(obj)
+        if not isinstance(obj, Ensemble | Connection):
+            return live
+        return in_dtype(live, self._sim._layout.dtype)
+
+    def live(self, obj):
+        """The live parameters of ``obj`` as `sim.data <SimulationData>` gives
+        them, but Nengo's own (float64) arrays where they are unchanged, so
+        that `~.Simulator.freeze_params` gives Nengo exactly what it built."""
         sim = self._sim
         built = sim.model.params[obj]
         if sim._runtime.snapshot is None or not isinstance(obj, Ensemble | Connection):
@@ -63,7 +72,6 @@ class SimulationData(Mapping):
             value = live_ensemble(sim.model, host, obj, built, *learned)
         else:
             value = live_connection(sim.model, host, obj, built, *learned)
-        value = in_dtype(value, sim._layout.dtype)
         self._live[obj] = (params, state, value)
         return value
 

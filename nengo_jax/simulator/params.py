@@ -324,7 +324,7 @@ class ParamsMethods:
             objects = [obj for item in objs for obj in self._objects_of(item, nodes)]
         else:
             names = ", ".join(kind.__name__ for kind in kinds)
-            raise ValidationError(
+            raise ObjectTypeError(
                 f"Expected a Network, {names} or a list of them; got {objs!r} of "
                 f"type {type(objs).__name__}",
                 attr="objs",
@@ -341,6 +341,11 @@ class ParamsMethods:
 
 
 # -- helpers ----------------------------------------------------------------------
+
+
+class ObjectTypeError(ValidationError, TypeError):
+    """An object of a type that has no parameters: a `ValidationError` that is
+    also the `TypeError` NengoDL raises (so either ``except`` catches it)."""
 
 
 def _node_params(model, host, node) -> dict:

@@ -168,3 +168,17 @@ def test_direct_ensemble_encoders_do_not_train():
 
 
 # -- resets -----------------------------------------------------------------------
+
+
+def test_objects_without_parameters_are_refused_as_nengo_dl_refuses_them():
+    """NengoDL (3.6) raises TypeError for a Node or Probe and ValueError for
+    other bad objects; ours are ValidationErrors that are also those."""
+    net = weights_net()
+    with nengo_jax.Simulator(net, progress_bar=False) as sim:
+        for bad in (net.inp, net.p, "ens", None):
+            with pytest.raises(TypeError, match="Expected a Network, Ensemble, Co"):
+                sim.freeze_params(bad)
+            with pytest.raises(ValueError, match="Expected a Network, Ensemble, Con"):
+                sim.get_nengo_params(bad)
+        with pytest.raises(ValueError, match="not part of the network"):
+            sim.freeze_params(nengo.Ensemble(5, 1, add_to_container=False))

@@ -322,7 +322,7 @@ def test_bad_input():
         with pytest.raises(SimulationError, match="compile"):
             sim.fit({net.inp: x}, {net.p: y})
         sim.compile(loss={net.p: "mse"})
-        with pytest.raises(ValidationError, match=r"multiple of the Simulator's mini"):
+        with pytest.raises(ValidationError, match=r"at least the Simulator's minibatc"):
             sim.fit({net.inp: x[:3]}, {net.p: y[:3]})
         with pytest.raises(ValidationError, match=r"'p'\] have a loss"):
             sim.fit({net.inp: x}, {net.p_ens: y})
