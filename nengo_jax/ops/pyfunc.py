@@ -8,7 +8,6 @@ from nengo.builder.operator import SimPyFunc
 
 from nengo_jax.program.host import (
     FunctionStream,
-    nengo_time,
     node_outputs,
 )
 from nengo_jax.program.registry import OpBuilder, register
@@ -72,8 +71,14 @@ class SimPyFuncBuilder(OpBuilder):
         op = self.op
         t = np.asarray(args[0]) if op.t is not None else None
         x = np.asarray(args[-1], dtype=np.float64) if op.x is not None else None
+        if t is not None:
+            # Functions called in the loop get the time as simulated (float32
+            # by default), as their inputs are: Nengo promises that an input
+            # computed from t (a Node returning t) equals t. (Functions of time
+            # computed before the loop get Nengo's float64 step * dt.)
+            t = [float(value) for value in t]
         calls = [
-            ((nengo_time(t[b], self.ctx.dt),) if t is not None else ())
+            ((t[b],) if t is not None else ())
             + ((x[b].copy(),) if x is not None else ())
             for b in range(B)
         ]

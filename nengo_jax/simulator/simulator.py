@@ -337,13 +337,17 @@ class Simulator(
         """Close the simulator; later runs raise `SimulatorClosed`.
 
         ``sim.data`` stays readable after closing, with the trained parameters
-        (kept on the host; the device arrays are released).
+        and what learning rules learned (kept on the host; the device arrays
+        are released).
         """
         runtime = getattr(self, "_runtime", None)
         if runtime is not None and runtime.snapshot is not None and not self.closed:
+            learned = {self._layout.view(sig).key for sig in self._learned}
             with runtime.call("close"):
+                snapshot = runtime.snapshot
                 runtime.commit(
-                    params=jax.device_get(runtime.snapshot.params), state=None
+                    params=jax.device_get(snapshot.params),
+                    state=jax.device_get({k: snapshot.state[k] for k in learned}),
                 )
         self.closed = True
         self._keras = None

@@ -9,8 +9,11 @@ import nengo_jax
 
 @pytest.mark.parametrize("minibatch_size", [None, 2])
 def test_functions_get_nengo_float64_time(minibatch_size):
-    """``t`` is ``step * dt`` in float64, as nengo.Simulator passes it: at step
-    200, ``t > 0.2`` is False (float32 time, 0.20000000298, said True)."""
+    """Functions called in the loop (here, since the network has a function of
+    its input) get the simulated time, float32 by default, as their inputs:
+    at step 200 ``t > 0.2`` is True, where Nengo's float64 time says False
+    (test_functions_of_time_alone_get_float64_time has Nengo's time; see
+    test_input_computed_from_time_equals_time for why)."""
     times = {"of_t": [], "of_tx": []}
 
     def of_t(t):
@@ -25,27 +28,48 @@ def test_functions_get_nengo_float64_time(minibatch_size):
         a = nengo.Node(of_t)
         b = nengo.Node(of_tx, size_in=1)
         nengo.Connection(a, b, synapse=None)
-        pa, pb = nengo.Probe(a), nengo.Probe(b)
+        pa = nengo.Probe(a)
+        nengo.Probe(b)
     with nengo.Simulator(net, progress_bar=False) as ref:
         ref.run_steps(202)
     # (the steps' calls: Nengo also calls f(t) when it makes and builds the Node)
     ref_times = {k: v[-202:] for k, v in times.items()}
+    assert ref_times["of_t"] == [i * 0.001 for i in range(1, 203)]  # (float64)
     for v in times.values():
         v.clear()
     with nengo_jax.Simulator(
         net, minibatch_size=minibatch_size, progress_bar=False
     ) as sim:
         sim.run_steps(202)
-        for p in (pa, pb):
-            ours = sim.data[p] if minibatch_size is None else sim.data[p][0]
-            np.testing.assert_array_equal(ours, ref.data[p])
-            assert ours[199] == 0 and ours[200] == 1  # steps 200 and 201
+        ours = sim.data[pa] if minibatch_size is None else sim.data[pa][0]
+        # one step early: float32(200 * 0.001) > 0.2 (see above)
+        np.testing.assert_array_equal(ours[:199], ref.data[pa][:199])
+        assert ours[198] == 0 and ours[199] == 1
     # (the network has a function of its input, so both run in the loop, once
     # per batch item: see test_closed_loop_through_python_state)
     batch = minibatch_size or 1
+    # (the time signal: the step times dt, in float32)
+    simulated = [float(np.float32(i) * np.float32(0.001)) for i in range(1, 203)]
     for name in ("of_t", "of_tx"):
-        assert times[name] == [t for t in ref_times[name] for _ in range(batch)]
+        assert times[name] == [t for t in simulated for _ in range(batch)]
     assert all(type(t) is float for v in times.values() for t in v)
+
+
+def test_input_computed_from_time_equals_time():
+    """Nengo's test_args, in float32: a function of its input gets the time as
+    simulated, so an input that is ``t`` equals ``t``."""
+    seen = []
+
+    def check(t, x):
+        seen.append(x[0] == t)
+
+    with nengo.Network() as net:
+        u = nengo.Node(lambda t: t)
+        v = nengo.Node(check, size_in=1, size_out=0)
+        nengo.Connection(u, v, synapse=None)
+    with nengo_jax.Simulator(net, progress_bar=False) as sim:
+        sim.run_steps(300)
+    assert len(seen) == 300 and all(seen)
 
 
 class Environment:
