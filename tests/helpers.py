@@ -132,3 +132,12 @@ class Square(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return input_shape
+
+
+def replay(neuron_type, J, dt=0.001):
+    """The type's NumPy ``step`` in float64 over the inputs ``J`` (n_steps, n)."""
+    state = neuron_type.make_state(J.shape[1], np.random.RandomState(0), np.float64)
+    output = np.zeros(J.shape)
+    for t in range(J.shape[0]):
+        neuron_type.step(dt, J[t].astype(np.float64), output[t], **state)
+    return output

@@ -11,6 +11,7 @@ from nengo.exceptions import ValidationError
 from nengo_jax.maths.neurons import MATHS, maths_for, params_of
 from nengo_jax.neurons import LeakyReLU, SoftLIFRate, SpikingLeakyReLU
 from nengo_jax.testing import assert_allclose, run_both
+from tests.helpers import replay
 
 DT = 0.001
 N_STEPS = 300
@@ -56,15 +57,6 @@ def types_net(types, n_neurons=12):
     return net, probes
 
 
-def replay(neuron_type, J):
-    """The type's NumPy ``step`` in float64 over the inputs ``J`` (n_steps, n)."""
-    state = neuron_type.make_state(J.shape[1], np.random.RandomState(0), np.float64)
-    output = np.zeros(J.shape)
-    for t in range(J.shape[0]):
-        neuron_type.step(DT, J[t].astype(np.float64), output[t], **state)
-    return output
-
-
 @pytest.mark.parametrize("minibatch_size", [None, 3])
 def test_against_nengo(minibatch_size):
     net, probes = types_net(TYPES)
@@ -93,9 +85,8 @@ def test_against_nengo(minibatch_size):
         else:
             # Given the same float32 input, the output is Nengo's to float32
             # rounding; J itself differs by float32 rounding of gain * x + bias.
-            assert_allclose(
-                ours[output][0], replay(neuron_type, ours[J][0]), atol=1e-4, rtol=1e-5
-            )
+            expected = replay(neuron_type, ours[J][0], DT)
+            assert_allclose(ours[output][0], expected, atol=1e-4, rtol=1e-5)
             assert_allclose(ours[output][0], ref[output], atol=1e-2, rtol=1e-3)
     # The leaky types do go negative, in both signs of spike.
     for name in ("leaky", "spiking_leaky"):

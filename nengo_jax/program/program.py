@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from nengo.builder.operator import SimPyFunc
+from nengo.exceptions import ValidationError
 
 from nengo_jax.program.host import HostErrors
 from nengo_jax.program.layout import Layout
@@ -343,6 +344,22 @@ def chunk_length(count: int) -> int:
 #: 82 -> 74 ms, pes LIF 60 -> 52 ms; no change at minibatch 32 or on chain and
 #: integrator, nor for a 2000 x 2000 dense product.
 CPU_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
+
+
+def find_device(device):
+    """The JAX device a Simulator's ``device`` names (``"/cpu:0"``, ``"gpu"``...;
+    None: JAX's default)."""
+    if device is None:
+        return None
+    platform, _, index = str(device).lower().partition(":")
+    platform = {"/cpu": "cpu", "/gpu": "gpu"}.get(platform, platform)
+    try:
+        devices = jax.devices(platform)
+    except RuntimeError as e:
+        raise ValidationError(
+            f"No JAX device of kind {platform!r}: {e}", attr="device"
+        ) from e
+    return devices[int(index) if index else 0]
 
 
 def compiler_options(device=None) -> dict:

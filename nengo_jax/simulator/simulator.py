@@ -23,7 +23,12 @@ from nengo.utils.progress import Progress, ProgressTracker
 import nengo_jax.ops  # noqa: F401  (registers the operator builders)
 from nengo_jax.config import Settings
 from nengo_jax.optimizer import plan_operators
-from nengo_jax.program.program import RNG_KEY, compile_program, new_rng_state
+from nengo_jax.program.program import (
+    RNG_KEY,
+    compile_program,
+    find_device,
+    new_rng_state,
+)
 from nengo_jax.simulator.data import SignalValues, SimulationData
 from nengo_jax.simulator.freeze import FreezeMethods
 from nengo_jax.simulator.gradients import GradientCheck
@@ -109,7 +114,7 @@ class Simulator(
             )
         self._batch_given = minibatch_size is not None
         self.minibatch_size = 1 if minibatch_size is None else int(minibatch_size)
-        self.device = _find_device(device)
+        self.device = find_device(device)
 
         self.optimize = optimize
         if model is None:
@@ -199,10 +204,7 @@ class Simulator(
             on_params=self._write_layers,
         )
 
-    @property
-    def unroll(self) -> int:
-        """NengoDL's name for ``unroll_simulation``."""
-        return self.unroll_simulation
+    unroll = property(lambda self: self.unroll_simulation, doc="unroll_simulation")
 
     @property
     def _program(self):
@@ -481,14 +483,8 @@ class Simulator(
         data : dict
             Input Node (or its label) -> array of shape
             ``(minibatch_size, n_steps, node.size_out)`` replacing its output.
-        progress_bar : bool or ProgressBar
-            Overrides the Simulator's progress bar for this run.
-        stateful : bool or None
-            Whether the run advances the simulation (None: the ``stateful``
-            setting, True by default): False runs from the current state and
-            time, records the probes, and leaves the state, time and ``n_steps``
-            as they were (as NengoDL). True is ignored, with a warning, when
-            ``configure_settings(stateful=False)`` makes every run stateless.
+        progress_bar, stateful
+            As in `run_steps`.
         """
         time_in_seconds = check_seconds(time_in_seconds)
         steps = int(np.round(time_in_seconds / self.dt))
@@ -593,17 +589,3 @@ class Simulator(
         period = 1 if sample_every is None else sample_every / self.dt
         steps = np.arange(1, self.n_steps + 1)
         return self.dt * steps[steps % period < 1]
-
-
-def _find_device(device):
-    if device is None:
-        return None
-    platform, _, index = str(device).lower().partition(":")
-    platform = {"/cpu": "cpu", "/gpu": "gpu"}.get(platform, platform)
-    try:
-        devices = jax.devices(platform)
-    except RuntimeError as e:
-        raise ValidationError(
-            f"No JAX device of kind {platform!r}: {e}", attr="device"
-        ) from e
-    return devices[int(index) if index else 0]

@@ -21,6 +21,7 @@ from nengo_jax.maths.neurons import MATHS, maths_for, params_of
 from nengo_jax.ops.neurons import SimNeuronsBuilder
 from nengo_jax.optimizer.mergers import mergeable
 from nengo_jax.testing import assert_allclose, run_both
+from tests.helpers import replay
 
 DT = 0.001
 N_STEPS = 300
@@ -143,15 +144,6 @@ def assert_items_equal(ours):
         np.testing.assert_array_equal(ours[b], ours[0])
 
 
-def replay(neuron_type, J):
-    """Nengo's own ``step`` in float64 over the inputs ``J`` (n_steps, n)."""
-    state = neuron_type.make_state(J.shape[1], np.random.RandomState(0), np.float64)
-    output = np.zeros(J.shape)
-    for t in range(J.shape[0]):
-        neuron_type.step(DT, J[t].astype(np.float64), output[t], **state)
-    return output
-
-
 @pytest.mark.parametrize("minibatch_size", [None, 4])
 def test_rate_types(minibatch_size):
     net, probes = neuron_net(RATE_TYPES, inputs=True)
@@ -163,7 +155,7 @@ def test_rate_types(minibatch_size):
         # Given the same float32 input, the output is Nengo's to float32 rounding
         # (accumulated over the steps by adapting types: 3e-5 relative seen).
         assert_allclose(
-            ours[output][0], replay(neuron_type, ours[J][0]), atol=1e-4, rtol=1e-4
+            ours[output][0], replay(neuron_type, ours[J][0], DT), atol=1e-4, rtol=1e-4
         )
         # J = gain * x + bias loses ~1e-6 to cancellation in float32 (not in
         # this operator); the LIF rate, steep near threshold, amplifies that.
