@@ -24,11 +24,11 @@ class SimulationData(Mapping):
     For Ensembles and Connections these are the *live* values: after training
     (or `~.Simulator.load_params`), ``encoders``, ``scaled_encoders``, ``bias``
     (and the ``max_rates`` and ``intercepts`` they imply) and ``weights`` are
-    the current ones. All their arrays are read-only, in the simulation's
-    dtype (float32 by default), as in NengoDL. Weights and encoders that an
-    online learning rule changes show their learned values too, as in
-    NengoDL: one per batch item, along a leading axis, when the Simulator has
-    a ``minibatch_size``.
+    the current ones, as read-only arrays; while a value is unchanged, Nengo's
+    own built (float64) array is returned, as Nengo's tests require (NengoDL
+    gives float32 copies). Weights and encoders that an online learning rule
+    changes show their learned values too, as in NengoDL: one per batch item,
+    along a leading axis, when the Simulator has a ``minibatch_size``.
     A closed Simulator has no live values and shows the built ones.
     """
 
@@ -49,15 +49,7 @@ class SimulationData(Mapping):
         return cached[1]
 
     def _params_of(self, obj):
-        live = self.live(obj)
-        if not isinstance(obj, Ensemble | Connection):
-            return live
-        return in_dtype(live, self._sim._layout.dtype)
-
-    def live(self, obj):
-        """The live parameters of ``obj`` as `sim.data <SimulationData>` gives
-        them, but Nengo's own (float64) arrays where they are unchanged, so
-        that `~.Simulator.freeze_params` gives Nengo exactly what it built."""
+        """The live parameters of ``obj`` (see the class docstring)."""
         sim = self._sim
         built = sim.model.params[obj]
         if sim._runtime.snapshot is None or not isinstance(obj, Ensemble | Connection):
@@ -181,19 +173,6 @@ def _changed(live, built) -> bool:
     return live.shape != built.shape or not np.array_equal(
         live, built.astype(live.dtype)
     )
-
-
-def in_dtype(built, dtype):
-    """``built`` (a BuiltEnsemble or BuiltConnection) with its float arrays in
-    the simulation's ``dtype``, read-only, as NengoDL gives them."""
-    changes = {
-        name: _readonly(np.asarray(value, dtype))
-        for name, value in zip(built._fields, built, strict=True)
-        if isinstance(value, np.ndarray)
-        and value.dtype.kind == "f"
-        and value.dtype != dtype
-    }
-    return built._replace(**changes) if changes else built
 
 
 def _readonly(value):

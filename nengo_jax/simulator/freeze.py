@@ -123,7 +123,7 @@ class FreezeMethods:
         return params[0] if single else params
 
     def _ensemble_kwargs(self, ens) -> dict:
-        live = self.data.live(ens)
+        live = self.data[ens]
         built = self.model.params[ens]
         if isinstance(ens.neuron_type, Direct):
             if live is not built:
@@ -148,7 +148,7 @@ class FreezeMethods:
         }
 
     def _connection_kwargs(self, conn) -> dict:
-        weights = self.data.live(conn).weights
+        weights = self.data[conn].weights
         if weights is None:
             return {}
         pre = conn.pre_obj
