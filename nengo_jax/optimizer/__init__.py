@@ -5,6 +5,11 @@ Users reach these through `nengo_jax.graph_optimizer` and
 Simulator runs them through `plan_operators`.
 """
 
-from nengo_jax.optimizer.pipeline import OperatorPlan, OptimizerReport, plan_operators
+from nengo_jax.optimizer.pipeline import (
+    OperatorPlan,
+    OptimizerReport,
+    own_copy,
+    plan_operators,
+)
 
-__all__ = ["OperatorPlan", "OptimizerReport", "plan_operators"]
+__all__ = ["OperatorPlan", "OptimizerReport", "own_copy", "plan_operators"]

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import copy as pycopy
 import heapq
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -116,6 +117,27 @@ def resolve_simplifications(simplifications) -> list[Callable]:
             f"{simplifications!r}. Use [] for none, None for the defaults."
         )
     return fns
+
+
+def own_copy(model: Model) -> Model:
+    """A copy of a built ``model`` that `plan_operators` may change.
+
+    Merging replaces operators, the signals of the other operators and the
+    signals of Nengo objects; on this copy, the model a user built stays as it
+    was (as NengoDL leaves it). The copy has its own operator list, operators
+    (with their own signal lists) and signal tables; everything else (the
+    signals themselves, parameters, probes, seeds) is shared.
+    """
+    copy = Model.__new__(Model)
+    copy.__dict__.update(model.__dict__)
+    copy.operators = []
+    for op in model.operators:
+        twin = pycopy.copy(op)
+        twin.sets, twin.incs = list(op.sets), list(op.incs)
+        twin.reads, twin.updates = list(op.reads), list(op.updates)
+        copy.operators.append(twin)
+    copy.sig = defaultdict(dict, {obj: dict(sigs) for obj, sigs in model.sig.items()})
+    return copy
 
 
 def plan_operators(

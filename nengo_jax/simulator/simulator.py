@@ -22,7 +22,7 @@ from nengo.utils.progress import Progress, ProgressTracker
 
 import nengo_jax.ops  # noqa: F401  (registers the operator builders)
 from nengo_jax.config import Settings
-from nengo_jax.optimizer import plan_operators
+from nengo_jax.optimizer import own_copy, plan_operators
 from nengo_jax.program.program import (
     RNG_KEY,
     compile_program,
@@ -64,6 +64,8 @@ class Simulator(
         ``network.seed + 1`` if the network is seeded, otherwise random.
     model : nengo.builder.Model
         A model to build into (or an already built model if ``network`` is None).
+        It keeps the operators Nengo built: the Simulator optimizes a copy,
+        which is ``sim.model``.
     device : str
         A JAX device (e.g. ``"cpu"``, ``"gpu"``, ``"gpu:1"``); None uses JAX's
         default device.
@@ -117,6 +119,7 @@ class Simulator(
         self.device = find_device(device)
 
         self.optimize = optimize
+        given = model is not None
         if model is None:
             model = Model(
                 dt=float(dt),
@@ -133,6 +136,10 @@ class Simulator(
         ):
             if network is not None:
                 self.model.build(network, progress=pt.next_stage("Building", "Build"))
+            if given:
+                # the optimizer merges operators and signals on a copy: the
+                # model given keeps what Nengo built (as in NengoDL)
+                self.model = own_copy(self.model)
             with self._jax_scope():
                 self._build(pt)
 
