@@ -339,13 +339,21 @@ class InputChecker:
         return checked
 
     def keras_data(
-        self, x, y, n_steps, method, loss_outputs=None, nan_targets=frozenset()
+        self,
+        x,
+        y,
+        n_steps,
+        method,
+        loss_outputs=None,
+        nan_targets=frozenset(),
+        one_batch=False,
     ):
         """Inputs and targets of a Keras call, named as the Keras model names them.
 
         ``loss_outputs`` (the probe names with a loss) makes targets required
         for exactly those probes (``fit``, ``evaluate``); the targets of
         ``nan_targets`` (probe names whose loss is `~.losses.nan_mse`) may be NaN.
+        With ``one_batch``, the data must be one minibatch.
         """
         nodes, probes = list(self.input_nodes), self.model.probes
         x = _by_node(x, nodes)
@@ -410,6 +418,12 @@ class InputChecker:
                 attr="n_steps",
             )
         self.steps(steps)
+        if one_batch and batch != self.minibatch_size:
+            raise ValidationError(
+                f"Each minibatch of a {method} stream must have minibatch_size="
+                f"{self.minibatch_size} items; got {batch}",
+                attr="x",
+            )
         if batch % self.minibatch_size != 0:
             kept = batch - batch % self.minibatch_size
             if kept == 0:

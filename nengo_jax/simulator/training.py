@@ -19,6 +19,7 @@ from nengo_jax.losses import nan_mse
 from nengo_jax.program.signals import SignalEnv
 from nengo_jax.simulator.data import HostValues
 from nengo_jax.simulator.keras_model import SimulatorModel
+from nengo_jax.simulator.streams import checked_stream, is_stream
 from nengo_jax.tensor_node import TensorNode, layer_weights
 
 
@@ -165,9 +166,14 @@ class KerasMethods:
 
         Parameters
         ----------
-        x : dict or array
+        x : dict or array or list or stream
             Node (or Node label) -> ``(batch, n_steps, size_out)`` input data; an
-            array if the network has one input Node.
+            array for the first input Node (the others run their own outputs),
+            or a list of arrays for the input Nodes in order. Or a stream of
+            minibatches, as Keras takes them (a generator or other iterable,
+            or a `keras.utils.PyDataset`), each ``x`` or ``(x, y)`` with
+            ``minibatch_size`` items (see `nengo_jax.simulator.streams`); ``y``
+            is then None.
         y : dict or array
             Probe (or label) -> ``(batch, n_steps, size_in)`` targets; an array
             if the network has one probe.
@@ -197,9 +203,13 @@ class KerasMethods:
                 "fit needs a loss: call sim.compile(optimizer, loss=...) first"
             )
         self._drop_batch_size(kwargs, "fit")
-        x, y = self._keras_data(x, y, n_steps, "fit", targets=True)
+        x, y = self._keras_data(x, y, n_steps, "fit", targets=True, streams=True)
         validation = kwargs.get("validation_data")
-        if validation is not None:
+        if is_stream(validation):
+            kwargs["validation_data"] = self._keras_data(
+                validation, None, n_steps, "fit", targets=True, streams=True
+            )[0]
+        elif validation is not None:
             if not isinstance(validation, tuple | list) or len(validation) not in (
                 2,
                 3,
@@ -230,7 +240,7 @@ class KerasMethods:
                 "evaluate needs a loss: call sim.compile(loss=...) first"
             )
         self._drop_batch_size(kwargs, "evaluate")
-        x, y = self._keras_data(x, y, n_steps, "evaluate", targets=True)
+        x, y = self._keras_data(x, y, n_steps, "evaluate", targets=True, streams=True)
         kwargs.setdefault("return_dict", True)
         result = self._keras_call(
             "evaluate", stateful, x, y, batch_size=self.minibatch_size, **kwargs
@@ -249,7 +259,7 @@ class KerasMethods:
         """
         self._check_open("predict")
         self._drop_batch_size(kwargs, "predict")
-        x, _ = self._keras_data(x, None, n_steps, "predict")
+        x, _ = self._keras_data(x, None, n_steps, "predict", streams=True)
         outputs = self._keras_call(
             "predict", stateful, x, batch_size=self.minibatch_size, **kwargs
         )
@@ -287,6 +297,12 @@ class KerasMethods:
             kwargs["callbacks"] = list(kwargs.get("callbacks") or []) + [
                 InterruptCheck(self._runtime)
             ]
+        if args and is_stream(args[0]):
+            kwargs.pop("batch_size", None)  # (the stream's own)
+            if method == "fit" and not isinstance(args[0], keras.utils.PyDataset):
+                # a generator cannot be shuffled (Keras warns if asked to, as
+                # its fit does by default)
+                kwargs.setdefault("shuffle", False)
         trains = method in ("fit", "train_on_batch")
         with self._runtime.keras(model, method, stateful, trains=trains):
             return getattr(model, method)(*args, **kwargs)
@@ -348,17 +364,38 @@ class KerasMethods:
         names = [self._output_name(p) for p in probes]
         return {name: value for name in names if only is None or name in only}
 
-    def _keras_data(self, x, y, n_steps, method, targets=False):
+    def _keras_data(self, x, y, n_steps, method, targets=False, streams=False):
         """Checked inputs and targets, named as the Keras model names them; with
-        ``targets``, exactly the probes with a loss need targets."""
-        return self._inputs.keras_data(
-            x,
-            y,
-            n_steps,
-            method,
-            self._loss_outputs if targets else None,
-            nan_targets=self._nan_targets,
-        )
+        ``targets``, exactly the probes with a loss need targets. With
+        ``streams``, ``x`` may be a stream of minibatches (see `.streams`): it
+        is returned as a stream checking each minibatch as it is read."""
+        loss_outputs = self._loss_outputs if targets else None
+        if not is_stream(x):
+            return self._inputs.keras_data(
+                x, y, n_steps, method, loss_outputs, nan_targets=self._nan_targets
+            )
+        if not streams or y is not None:
+            raise ValidationError(
+                f"{method} takes x as arrays (a dict of Node -> array, or one "
+                f"array); got a {type(x).__name__}"
+                if not streams
+                else f"{method} takes the targets from the stream x (as Keras): "
+                "give y=None",
+                attr="x" if not streams else "y",
+            )
+
+        def convert(xb, yb, steps):
+            return self._inputs.keras_data(
+                xb,
+                yb,
+                steps if steps is not None else n_steps,
+                method,
+                loss_outputs,
+                nan_targets=self._nan_targets,
+                one_batch=True,
+            )
+
+        return checked_stream(x, convert, method), None
 
 
 class InterruptCheck(keras.callbacks.Callback):
