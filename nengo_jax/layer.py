@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import keras
 import nengo
 import numpy as np
 
@@ -24,6 +25,18 @@ class Layer:
 
     def __init__(self, layer_func):
         self.layer_func = layer_func
+
+    def __str__(self):
+        # NengoDL's names: a Keras layer's name, a neuron type as Nengo prints
+        # it, a function's __name__
+        func = self.layer_func
+        if isinstance(func, keras.layers.Layer):
+            name = func.name
+        elif isinstance(func, nengo.neurons.NeuronType):
+            name = str(func)
+        else:
+            name = getattr(func, "__name__", func)
+        return f"Layer({name})"
 
     def __call__(
         self,

@@ -51,12 +51,17 @@ class TensorNode(nengo.Node):
         phase as ``training``; their weights are Simulator parameters, which
         train with the weights' regularizers (added to the loss) and
         constraints (applied after each update). Activity regularizers and
-        ``add_loss`` losses are not applied.
+        ``add_loss`` losses are not applied, nor updates of non-trainable
+        variables (a warning says so). Random numbers drawn from a
+        `keras.random.SeedGenerator` (a ``Dropout`` layer's, or one given as
+        ``seed=``) are new each step and reproducible with the Simulator's seed.
     shape_in : tuple of int
         Shape of the input, without the batch axis (None: no input).
     shape_out : tuple of int
         Shape of the output, without the batch axis (None: found by calling
-        ``tensor_func`` on abstract inputs).
+        ``tensor_func`` on abstract inputs with a batch of one, or a Keras
+        layer's ``compute_output_shape``; the shape is what follows the first
+        axis of the output).
     pass_time : bool
         Whether ``tensor_func`` takes the time as its first argument.
     label : str
@@ -139,43 +144,118 @@ def takes_training(call) -> bool:
         return False
 
 
-def infer_shape_out(node, minibatch_size=1):
-    """The output shape of ``node.tensor_func`` (without the batch axis)."""
-    shape = output_spec(node, minibatch_size).shape
-    if len(shape) < 1 or shape[0] != minibatch_size:
+class UpdateRecorder(keras.StatelessScope):
+    """A `keras.StatelessScope` that also lists the variables assigned in it.
+
+    Code in the scope reads the values given in ``state_mapping`` (the variables'
+    own values for the others) and its assignments change no variable: a
+    TensorNode's function runs in one, so that nothing traced leaks into Keras
+    variables (e.g. the state of a `keras.random.SeedGenerator`).
+    """
+
+    def __init__(self, state_mapping=None):
+        super().__init__(state_mapping)
+        #: The variables assigned in the scope, in order of first assignment.
+        self.updated = []
+
+    def add_update(self, update):
+        super().add_update(update)
+        if not any(var is update[0] for var in self.updated):
+            self.updated.append(update[0])
+
+
+def is_seed_state(var) -> bool:
+    """Whether ``var`` is the state of a `keras.random.SeedGenerator`."""
+    return var.name == "seed_generator_state" and not var.trainable
+
+
+def trace_tensor_func(node, minibatch_size, training=False):
+    """Shape and dtype of ``node.tensor_func``'s output for a minibatch, and the
+    variables it assigns, found by tracing it on abstract inputs (so it is
+    called with the time ``t`` and a ``(minibatch_size,) + shape_in`` input, and
+    ``training`` if it is a Keras layer that takes it).
+
+    Returns
+    -------
+    spec : jax.ShapeDtypeStruct
+    updated : list of keras.Variable
+    """
+    t = jax.ShapeDtypeStruct((), jnp.float32)
+    x = None
+    if node.shape_in is not None:
+        x = jax.ShapeDtypeStruct((minibatch_size,) + node.shape_in, jnp.float32)
+    build_layer(node)
+    scope = UpdateRecorder()
+    try:
+        with scope:
+            spec = jax.eval_shape(
+                lambda t, x: call_tensor_func(node, t, x, training=training), t, x
+            )
+    except Exception as e:
         raise ValidationError(
-            f"{node}: tensor_func must return a leading batch axis of size "
-            f"minibatch_size ({minibatch_size}); got shape {shape}",
+            f"{node}: calling tensor_func on abstract inputs (t: a scalar, x: "
+            f"{None if x is None else x.shape}, training={training}) failed "
+            f"with {type(e).__name__}: {e}",
+            attr="tensor_func",
+            obj=node,
+        ) from e
+    if not isinstance(spec, jax.ShapeDtypeStruct):
+        raise ValidationError(
+            f"{node}: tensor_func must return one array; got {spec}",
+            attr="tensor_func",
+            obj=node,
+        )
+    return spec, scope.updated
+
+
+def build_layer(node):
+    """Build ``node``'s Keras layer (if it is one), for an input of batch 1."""
+    func = node.tensor_func
+    if is_layer(func) and not func.built:
+        func.build((1,) + tuple(node.shape_in or ()))
+
+
+def infer_shape_out(node):
+    """The output shape of ``node.tensor_func`` (without the batch axis).
+
+    As in NengoDL, the function is called with a batch of one and everything
+    after the first axis of its output is the shape (whatever that axis is: a
+    function may return the batch it is given, or a fixed one); a Keras layer's
+    ``compute_output_shape`` is asked instead, and may leave the batch None.
+    """
+    if is_layer(node.tensor_func):
+        shape = layer_output_shape(node)
+    else:
+        shape = trace_tensor_func(node, 1)[0].shape
+    if len(shape) < 1:
+        raise ValidationError(
+            f"{node}: tensor_func must return an array with a leading batch "
+            "axis, (minibatch_size,) + shape_out; got a scalar. Return x[None] "
+            "for a batch of one, or give shape_out",
             attr="tensor_func",
             obj=node,
         )
     return tuple(shape[1:]) or (1,)
 
 
-def output_spec(node, minibatch_size):
-    """Shape and dtype of ``node.tensor_func``'s output for a minibatch."""
-    x = (
-        None
-        if node.shape_in is None
-        else jax.ShapeDtypeStruct((minibatch_size,) + node.shape_in, jnp.float32)
-    )
+def layer_output_shape(node) -> tuple:
+    """The output shape of ``node``'s Keras layer for a batch of one, from the
+    layer's ``compute_output_spec`` (``compute_output_shape`` where the layer
+    defines it), called as inference calls the layer (``training=False``)."""
     func = node.tensor_func
-    if is_layer(func):
-        if not func.built:
-            func.build((minibatch_size,) + tuple(node.shape_in or ()))
-        spec = func.compute_output_spec(
-            *([keras.KerasTensor((), "float32")] if node.pass_time else []),
-            *([] if x is None else [keras.KerasTensor(x.shape, "float32")]),
-        )
-        return jax.ShapeDtypeStruct(tuple(spec.shape), spec.dtype)
-    t = jax.ShapeDtypeStruct((), jnp.float32)
+    build_layer(node)
+    args = [keras.KerasTensor((), "float32")] if node.pass_time else []
+    if node.shape_in is not None:
+        args.append(keras.KerasTensor((1,) + node.shape_in, "float32"))
+    kwargs = {"training": False} if takes_training(func.call) else {}
     try:
-        return jax.eval_shape(lambda t, x: call_tensor_func(node, t, x), t, x)
+        spec = func.compute_output_spec(*args, **kwargs)
+        return tuple(spec.shape)
     except Exception as e:
         raise ValidationError(
-            f"{node}: calling tensor_func on abstract inputs (t: a scalar, x: "
-            f"{None if x is None else x.shape}) failed with {type(e).__name__}: "
-            f"{e}",
+            f"{node}: finding the output shape of Keras layer {func.name!r} with "
+            f"compute_output_spec failed with {type(e).__name__}: {e}. Give "
+            "TensorNode(..., shape_out=...) to skip this",
             attr="tensor_func",
             obj=node,
         ) from e
@@ -250,8 +330,7 @@ def build_tensor_node(model, node):
     weights = []
     if is_layer(node.tensor_func):
         layer = node.tensor_func
-        if not layer.built:
-            layer.build((1,) + tuple(node.shape_in or ()))
+        build_layer(node)
         for i, var in enumerate(layer.weights):
             sig = Signal(
                 initial_value=np.array(var.value),

@@ -232,3 +232,214 @@ def test_errors():
         nengo.Probe(ints)
     with pytest.raises(ValidationError, match="floating point"):
         nengo_jax.Simulator(net, progress_bar=False)
+
+
+def test_shape_inference_takes_any_leading_axis():
+    """NengoDL calls a function with a batch of one (t = 0, x zeros) and takes
+    everything after the output's first axis as shape_out, whatever that axis
+    is; the batch is checked when the Simulator is built (measured on NengoDL
+    3.6: ``lambda t: ones((5, 4))`` gets shape_out (4,) and runs at
+    minibatch_size 5, and fails at 1)."""
+    seen = []
+
+    def doubled(t, x):
+        seen.append(x.shape)
+        return jnp.concatenate([x, x], axis=1)
+
+    with nengo.Network() as net:
+        node = nengo_jax.TensorNode(doubled, shape_in=(3,))
+        fixed = nengo_jax.TensorNode(lambda t: jnp.full((5, 4), t))
+        p = nengo.Probe(fixed)
+    with nengo.Network():
+        deep = nengo_jax.TensorNode(lambda t: jnp.ones((1, 4, 2)))
+    assert seen == [(1, 3)] and node.shape_out == (6,)
+    assert fixed.shape_out == (4,) and deep.shape_out == (4, 2)
+    with nengo_jax.Simulator(net, minibatch_size=5, progress_bar=False) as sim:
+        sim.run_steps(2)
+        assert_allclose(sim.data[p], np.broadcast_to(sim.trange()[:, None], (5, 2, 4)))
+    with pytest.raises(ValidationError, match=r"\(1, 4\); got \(5, 4\)"):
+        nengo_jax.Simulator(net, progress_bar=False)
+    with nengo.Network():
+        with pytest.raises(ValidationError, match="leading batch axis.*scalar"):
+            nengo_jax.TensorNode(lambda t: jnp.ones(()))
+
+
+class FixedShape(keras.layers.Layer):
+    """A layer whose compute_output_shape leaves the batch None."""
+
+    def call(self, x):
+        return x[:, :2]
+
+    def compute_output_shape(self, input_shape):
+        return (None, 2)
+
+
+class NoShape(FixedShape):
+    def compute_output_shape(self, input_shape):
+        raise NotImplementedError("no shape")
+
+
+def test_layer_output_shape_with_a_none_batch():
+    """NengoDL asks a layer's compute_output_shape (given (1,) + shape_in) and
+    accepts a None batch; when that fails, it asks for shape_out."""
+    with nengo.Network() as net:
+        inp = nengo.Node(np.arange(6.0))
+        node = nengo_jax.TensorNode(FixedShape(), shape_in=(6,), pass_time=False)
+        nengo.Connection(inp, node, synapse=None)
+        p = nengo.Probe(node)
+        with pytest.raises(ValidationError, match="no shape.*shape_out="):
+            nengo_jax.TensorNode(NoShape(), shape_in=(6,), pass_time=False)
+        given = nengo_jax.TensorNode(
+            NoShape(), shape_in=(6,), shape_out=(2,), pass_time=False
+        )
+        nengo.Connection(inp, given, synapse=None)
+    assert node.shape_out == (2,) and given.shape_out == (2,)
+    with nengo_jax.Simulator(net, minibatch_size=3, progress_bar=False) as sim:
+        sim.run_steps(1)
+        assert_allclose(sim.data[p], np.broadcast_to([0.0, 1.0], (3, 1, 2)))
+
+
+class Recorder(keras.layers.Layer):
+    """Records the ``training`` value of each call (each trace, here)."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def call(self, x, training=None):
+        self.seen.append(training)
+        return x
+
+    def take(self):
+        seen, self.seen = set(self.seen), []
+        return seen
+
+
+@pytest.mark.parametrize("learning_phase", [None, True, False])
+def test_layer_training_values(learning_phase):
+    """The ``training`` of each call, as NengoDL passes it: False when the
+    shape is inferred, the learning phase (or False) when the Simulator is
+    built, then True in fit and False elsewhere unless ``learning_phase`` says
+    otherwise. (Keras also traces the model once, in inference, when fit
+    starts.)"""
+    layer = Recorder()
+    with nengo.Network() as net:
+        if learning_phase is not None:
+            nengo_jax.configure_settings(learning_phase=learning_phase)
+        inp = nengo.Node([1.0])
+        node = nengo_jax.TensorNode(layer, shape_in=(1,), pass_time=False)
+        nengo.Connection(inp, node, synapse=None)
+        p = nengo.Probe(node)
+    assert layer.take() == {False}
+    phase = bool(learning_phase)
+    with nengo_jax.Simulator(net, progress_bar=False) as sim:
+        assert layer.take() == {phase}
+        sim.run_steps(1)
+        sim.predict(n_steps=1, verbose=0)
+        assert layer.take() == {phase}
+        sim.compile(keras.optimizers.SGD(0.0), loss={p: "mse"})
+        data = ({inp: np.ones((1, 1, 1))}, {p: np.zeros((1, 1, 1))})
+        sim.fit(*data, verbose=0)
+        seen = layer.take()
+        assert True in seen if learning_phase is None else seen == {phase}
+        sim.evaluate(*data, verbose=0)
+        assert layer.take() <= {phase}
+
+
+def dropout_net(layer, **settings):
+    with nengo.Network(seed=0) as net:
+        nengo_jax.configure_settings(**settings)
+        net.inp = nengo.Node(np.ones(100))
+        node = nengo_jax.TensorNode(layer, shape_in=(100,), pass_time=False)
+        nengo.Connection(net.inp, node, synapse=None)
+        net.p = nengo.Probe(node)
+    return net
+
+
+def test_dropout_in_fit_and_not_in_predict():
+    """Measured on NengoDL 3.6 (Dropout(0.5), inputs of ones, zero targets,
+    SGD(0)): fit's losses are about 2 (half the values are 2, half 0) and differ
+    between epochs (2.013, 2.007, 2.097: new masks each step); evaluate's is
+    1.0; predict returns the input."""
+    net = dropout_net(keras.layers.Dropout(0.5))
+    with nengo_jax.Simulator(net, minibatch_size=4, progress_bar=False) as sim:
+        sim.compile(keras.optimizers.SGD(0.0), loss={net.p: "mse"})
+        x, y = {net.inp: np.ones((4, 3, 100))}, {net.p: np.zeros((4, 3, 100))}
+        losses = sim.fit(x, y, epochs=3, verbose=0).history["loss"]
+        assert_allclose(losses, [2, 2, 2], atol=0.25, rtol=0)
+        assert len(set(losses)) == 3
+        assert sim.evaluate(x, y, verbose=0)["loss"] == pytest.approx(1.0)
+        np.testing.assert_array_equal(sim.predict(x)[net.p], np.ones((4, 3, 100)))
+
+
+def run_random(make, seed, reset=False):
+    net = dropout_net(make(), learning_phase=True)
+    with nengo_jax.Simulator(
+        net, minibatch_size=2, seed=seed, progress_bar=False
+    ) as sim:
+        sim.run_steps(3)
+        first = sim.data[net.p].copy()
+        if reset:
+            sim.reset()
+            sim.run_steps(3)
+            return first, sim.data[net.p].copy()
+    return first
+
+
+seed_gen = keras.random.SeedGenerator(3)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: keras.layers.Dropout(0.5),
+        lambda: keras.layers.GaussianNoise(1.0, seed=1),
+        lambda: lambda x: x + keras.random.normal(x.shape, seed=seed_gen),
+    ],
+    ids=["dropout", "noise", "function"],
+)
+def test_random_numbers(make):
+    """Random numbers in a TensorNode, as NengoDL 3.6 draws them (measured with
+    learning_phase=True, minibatch_size 2, 3 steps): new ones each step and for
+    each batch item; the same for a Simulator of the same seed (also for a new
+    network), others for another seed, even where the layer has its own seed."""
+    state = np.array(seed_gen.state.value)
+    out, after_reset = run_random(make, seed=0, reset=True)
+    assert not np.array_equal(out[:, 0], out[:, 1])
+    assert not np.array_equal(out[0], out[1])
+    if "Dropout" in repr(make()):
+        assert set(np.unique(out)) == {0.0, 2.0}
+    else:
+        assert 0.5 < np.std(out) < 1.5
+    np.testing.assert_array_equal(run_random(make, seed=0), out)
+    assert not np.array_equal(run_random(make, seed=1), out)
+    # a deliberate difference: as in Nengo, a reset Simulator repeats its run
+    np.testing.assert_array_equal(after_reset, out)
+    # nothing traced is left in the seed generator
+    np.testing.assert_array_equal(seed_gen.state.value, state)
+
+
+def test_layer_updates_are_not_kept():
+    """NengoDL keeps a BatchNormalization layer's moving statistics from fit;
+    nengo_jax warns that it does not."""
+    layer = keras.layers.BatchNormalization()
+    net = dropout_net(layer)
+    with nengo_jax.Simulator(net, minibatch_size=4, progress_bar=False) as sim:
+        sim.compile(keras.optimizers.SGD(0.0), loss={net.p: "mse"})
+        x = {net.inp: np.random.RandomState(0).normal(5, 2, size=(4, 1, 100))}
+        with pytest.warns(UserWarning, match="moving_mean.*does not keep"):
+            sim.fit(x, {net.p: np.zeros((4, 1, 100))}, verbose=0)
+    np.testing.assert_array_equal(layer.moving_mean.value, np.zeros(100))
+
+
+def test_layer_str():
+    """``str`` of a Layer as NengoDL 3.6 prints it."""
+    assert str(nengo_jax.Layer(keras.layers.Dense(3, name="mydense"))) == (
+        "Layer(mydense)"
+    )
+    assert str(nengo_jax.Layer(nengo.LIF())) == "Layer(LIF())"
+    assert str(nengo_jax.Layer(nengo.RectifiedLinear(amplitude=2))) == (
+        "Layer(RectifiedLinear(amplitude=2))"
+    )
+    assert str(nengo_jax.Layer(np.sin)) == "Layer(sin)"
+    assert str(nengo_jax.Layer(lambda x: x)) == "Layer(<lambda>)"

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import zlib
+
+import jax
 import jax.numpy as jnp
-import keras
 import numpy as np
 from nengo.exceptions import ValidationError
 
 from nengo_jax.program.registry import OpBuilder, register
 from nengo_jax.tensor_node import (
     SimTensorNode,
+    UpdateRecorder,
     call_tensor_func,
     is_layer,
-    output_spec,
+    is_seed_state,
+    trace_tensor_func,
 )
 
 
@@ -20,15 +24,21 @@ from nengo_jax.tensor_node import (
 class SimTensorNodeBuilder(OpBuilder):
     """Implements ``output[...] = tensor_func(t, input)`` for each batch item.
 
-    A Keras layer is called with its weights taken from the weight signals (so
-    they are the Simulator's parameters, and train), and ``training`` set by
-    the learning phase.
+    The function runs statelessly, in a `keras.StatelessScope`: a Keras layer's
+    weights are taken from the weight signals (so they are the Simulator's
+    parameters, and train), and ``training`` is set by the learning phase. The
+    `keras.random.SeedGenerator` states it draws from (a ``Dropout`` layer's,
+    or one passed as ``seed=`` to ``keras.random``) are new keys each step,
+    from the Simulator's PRNG key, so random numbers differ between steps and
+    are reproducible with the Simulator's ``seed``.
     """
 
     def __init__(self, op, ctx):
         super().__init__(op, ctx)
         node = op.node
-        spec = output_spec(node, ctx.minibatch_size)
+        # NengoDL calls a layer first with the learning phase (or False)
+        training = bool(ctx.learning_phase)
+        spec, updated = trace_tensor_func(node, ctx.minibatch_size, training)
         expected = (ctx.minibatch_size,) + tuple(node.shape_out)
         if tuple(spec.shape) != expected:
             raise ValidationError(
@@ -45,9 +55,20 @@ class SimTensorNodeBuilder(OpBuilder):
                 attr="tensor_func",
                 obj=node,
             )
-        self.variables = (
-            list(node.tensor_func.weights) if is_layer(node.tensor_func) else []
-        )
+        func = node.tensor_func
+        self.variables = list(func.weights) if is_layer(func) else []
+        # the seeds it draws from: a layer's own (e.g. Dropout's, drawn only in
+        # training), and any other it drew from when traced
+        self.seeds = []
+        found = list(func.variables) if is_layer(func) else []
+        for var in found + updated:
+            if is_seed_state(var) and not any(var is s for s in self.seeds):
+                self.seeds.append(var)
+        try:
+            index = ctx.model.operators.index(op)
+        except ValueError:
+            index = 0
+        self.salt = zlib.crc32(f"SimTensorNode {index}".encode())
 
     def step(self, env):
         op, node = self.op, self.op.node
@@ -56,13 +77,32 @@ class SimTensorNodeBuilder(OpBuilder):
         x = None
         if op.input is not None:
             x = env.read_batched(op.input).reshape((B,) + tuple(node.shape_in))
-        if self.variables:
-            mapping = [
-                (var, env.read(sig).astype(var.dtype))
-                for var, sig in zip(self.variables, op.weights, strict=True)
+        mapping = [
+            (var, env.read(sig).astype(var.dtype))
+            for var, sig in zip(self.variables, op.weights, strict=True)
+        ]
+        if self.seeds:
+            key = env.rng_key(self.salt)
+            mapping += [
+                (var, key_bits(jax.random.fold_in(key, i)).astype(var.dtype))
+                for i, var in enumerate(self.seeds)
             ]
-            with keras.StatelessScope(state_mapping=mapping):
-                y = call_tensor_func(node, t, x, training=env.training)
-        else:
+        with UpdateRecorder(state_mapping=mapping) as scope:
             y = call_tensor_func(node, t, x, training=env.training)
+        dropped = [var.path for var in scope.updated if not is_seed_state(var)]
+        if dropped:
+            self.ctx.warn_once(
+                ("tensor_node_updates", node),
+                f"{node}: tensor_func assigns the Keras variables "
+                f"{sorted(set(dropped))} (e.g. a BatchNormalization layer's "
+                "moving statistics, in training); nengo_jax does not keep these "
+                "updates",
+            )
         env.write(op.output, jnp.asarray(y).reshape(B, -1))
+
+
+def key_bits(key):
+    """The two 32-bit words of a PRNG key (a raw key already is them)."""
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return jax.random.key_data(key)
+    return key

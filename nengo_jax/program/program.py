@@ -293,6 +293,7 @@ def compile_program(model, plan, settings, *, minibatch_size, unroll=1, device=N
         precision=settings.matmul_precision,
         lif_smoothing=settings.lif_smoothing,
         surrogate_gradients=settings.surrogate_gradients,
+        learning_phase=settings.learning_phase,
         python_in_loop=_node_of_input(model, plan.operators),
     )
     builders = [builder_for(op)(op, ctx) for op in plan.operators]

@@ -28,6 +28,9 @@ class BuildContext:
     lif_smoothing: float | None = None
     #: Keep spikes on the forward pass in training (rate gradients backward).
     surrogate_gradients: bool = False
+    #: ``configure_settings(learning_phase=...)``: None, or the training flag
+    #: of every call.
+    learning_phase: bool | None = None
     #: A Node function of its input runs in the loop: Node functions of time
     #: run there too, in step order (they may share Python state with it).
     python_in_loop: bool = False

@@ -17,6 +17,7 @@ import keras
 import numpy as np
 
 from nengo_jax.program.host import compute_streams, host_call
+from nengo_jax.program.program import RNG_KEY
 from nengo_jax.simulator.inputs import STEPS_INPUT
 
 
@@ -91,6 +92,12 @@ class SimulatorModel(keras.Model):
         self.stateful = keras.Variable(
             False, dtype="bool", trainable=False, name="stateful"
         )
+        # training calls so far: each draws new random numbers (e.g. Dropout
+        # masks), although a training call keeps no state (a variable: Keras
+        # carries it from one training step to the next)
+        self.training_calls = keras.Variable(
+            0, dtype="uint32", trainable=False, name="training_calls"
+        )
         self.stream_cache = {}
         #: Losses over several outputs at once: ``(names, f(outputs, targets))``,
         #: each given lists in the order of ``names`` (`Simulator.train`).
@@ -131,6 +138,10 @@ class SimulatorModel(keras.Model):
                 value = jnp.where(mask, value, jax.lax.stop_gradient(value))
             params[key] = value
         state = {key: var.value for key, var in self.state_vars.items()}
+        if training:
+            count = self.training_calls.value
+            state[RNG_KEY] = jax.random.fold_in(state[RNG_KEY], count)
+            self.training_calls.assign(count + 1)
         xs.update(self._streams(fed, state, n_steps))
         new_state, outputs = self.program.run_nested(
             params, state, xs, n_steps=n_steps, fed=fed, training=training
