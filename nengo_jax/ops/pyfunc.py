@@ -4,6 +4,7 @@ import functools
 
 import jax
 import numpy as np
+from nengo import Node
 from nengo.builder.operator import SimPyFunc
 
 from nengo_jax.program.host import (
@@ -27,7 +28,7 @@ class SimPyFuncBuilder(OpBuilder):
 
     def __init__(self, op, ctx):
         super().__init__(op, ctx)
-        self.label = op.tag or str(op)
+        self.label = _owner(op, ctx.model) or op.tag or str(op)
         self.in_loop = op.x is not None or ctx.python_in_loop
         if not self.in_loop:
             shape = None if op.output is None else op.output.shape
@@ -85,3 +86,14 @@ class SimPyFuncBuilder(OpBuilder):
         shape = None if op.output is None else op.output.shape
         out = node_outputs(op.fn, calls, shape, self.label)
         return None if out is None else out.astype(self.ctx.dtype)
+
+
+def _owner(op, model) -> str | None:
+    """The Node whose function ``op`` calls (as users name it), if any."""
+    for obj, sigs in model.sig.items():
+        if isinstance(obj, Node) and any(
+            sig is not None and sigs.get(key) is sig
+            for key, sig in (("out", op.output), ("in", op.x))
+        ):
+            return str(obj)
+    return None

@@ -12,6 +12,7 @@ import _signal
 import logging
 import signal
 import threading
+from pathlib import Path
 
 import numpy as np
 from jax.experimental import io_callback
@@ -134,6 +135,25 @@ def as_simulation_error(error: BaseException, what: str) -> BaseException:
     return wrapped
 
 
+def user_traceback(error: BaseException) -> BaseException:
+    """``error`` (and the exceptions it was raised from) without the leading
+    traceback frames of nengo_jax itself, so a failing user function's
+    traceback starts at that function."""
+    seen, each = set(), error
+    while each is not None and id(each) not in seen:
+        seen.add(id(each))
+        tb = each.__traceback__
+        while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_PACKAGE):
+            tb = tb.tb_next
+        if tb is not None:
+            each.with_traceback(tb)
+        each = each.__cause__
+    return error
+
+
+_PACKAGE = str(Path(__file__).resolve().parent.parent)
+
+
 class DropRecorded(logging.Filter):
     """Drops JAX's log record of an exception that `HostErrors` recorded."""
 
@@ -211,9 +231,11 @@ def call_node_function(fn, args, label):
     try:
         return fn(*args)
     except Exception as e:
-        raise SimulationError(
+        error = SimulationError(
             f"{label}: function '{function_name(fn)}' raised {type(e).__name__}: {e}"
-        ) from e
+        )
+        error.from_user_function = True  # (see `user_traceback`)
+        raise error from e
 
 
 def node_outputs(fn, calls, shape, label):

@@ -30,7 +30,11 @@ import jax.numpy as jnp
 import numpy as np
 from nengo.exceptions import SimulationError
 
-from nengo_jax.program.host import as_simulation_error, compute_streams
+from nengo_jax.program.host import (
+    as_simulation_error,
+    compute_streams,
+    user_traceback,
+)
 from nengo_jax.program.program import chunk_length
 
 #: Longest chunk of a run, in steps (a power of two).
@@ -173,14 +177,20 @@ class Runtime:
             with self.scope():
                 yield
                 self.check_interrupt()
-        except BaseException:
+        except BaseException as e:
             recorded = errors.take()
-            if recorded is None:
+            if recorded is None and not getattr(e, "from_user_function", False):
                 raise
-            # what a host callback raised, not JAX's JaxRuntimeError about it
-            original, what = recorded
-            error = as_simulation_error(original, what)
-            raise error from error.__cause__
+            # what a host callback raised, not JAX's JaxRuntimeError about it;
+            # a new exception (contextlib would restore the traceback of ``e``)
+            if recorded is not None:
+                error = as_simulation_error(*recorded)
+                cause = error.__cause__
+            else:
+                error, cause = type(e)(*e.args), e.__cause__
+            # the user's function's traceback, without the frames of nengo_jax
+            # and JAX that led to it
+            raise error.with_traceback(None) from user_traceback(cause)
         finally:
             errors.restore_interrupts(previous)
             self._running = None

@@ -108,16 +108,42 @@ def test_failing_node_function_keeps_state():
 
     with nengo.Network() as net:
         stim = nengo.Node(lambda t: t)
-        node = nengo.Node(fail_late, size_in=1)
+        node = nengo.Node(fail_late, size_in=1, label="controller")
         nengo.Connection(stim, node, synapse=None)
         probe = nengo.Probe(node)
     with nengo_jax.Simulator(net, progress_bar=False) as sim:
         sim.run_steps(3)
         with pytest.raises(SimulationError, match="boom") as info:
             sim.run_steps(3)
-        assert isinstance(info.value.__cause__, RuntimeError)
+        assert_user_traceback(info.value, "controller", "fail_late")
         assert sim.n_steps == 3
         assert_allclose(sim.data[probe].ravel(), [0.001, 0.002, 0.003])
+
+    def sensor(t):  # a function of time, computed before the loop
+        if t > 0.0025:
+            raise RuntimeError("unplugged")
+        return t
+
+    with nengo.Network() as net:
+        nengo.Node(sensor, label="sensor")
+    with nengo_jax.Simulator(net, progress_bar=False) as sim:
+        with pytest.raises(SimulationError, match="unplugged") as info:
+            sim.run_steps(3)
+        assert_user_traceback(info.value, "sensor", "sensor")
+
+
+def assert_user_traceback(error, label, function):
+    """The error names the Node, and its traceback shows the user's function
+    where the failure happened and none of JAX's or nengo_jax's machinery."""
+    import traceback
+
+    assert f"<Node '{label}'>: function '{function}' raised" in str(error)
+    cause = error.__cause__
+    assert isinstance(cause, RuntimeError)
+    assert traceback.extract_tb(cause.__traceback__)[0].name == function
+    frames = traceback.extract_tb(error.__traceback__)
+    assert not [f for f in frames if "jax/" in f.filename.replace("nengo_jax", "")]
+    assert len(frames) < 8
 
 
 def _late(bad):
