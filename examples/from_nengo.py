@@ -7,9 +7,9 @@ The script
    far their outputs are apart;
 2. runs three ramp inputs at once (``minibatch_size=3``, inputs through
    ``data=``);
-3. trains the encoders and biases with RMSprop through ``sim.train``, spiking
-   LIF neurons swapped for LIFRate while training, and reports the spiking
-   model's test error before and after (``sim.loss``);
+3. trains the encoders and biases with Keras (``compile``/``fit``, RMSprop),
+   spiking LIF neurons swapped for LIFRate while training, and reports the
+   spiking model's test error before and after (``evaluate``);
 
 and saves a plot to ``examples/from_nengo.png``.
 """
@@ -60,11 +60,13 @@ def tutorial_net(seed=SEED):
     return net
 
 
-def train_tutorial(net, seed=SEED, n_epochs=25, progress_bar=False):
-    """The tutorial's training section, with Keras in place of TensorFlow.
+def train_tutorial(net, seed=SEED, epochs=25, progress_bar=False):
+    """The tutorial's training section, with Keras's compile/fit/evaluate.
 
-    Returns the test error of the spiking model before and after training, the
-    training History, and the output of a 1 s run after training.
+    Encoders and biases train on rates (no synapses inside, one-step examples);
+    the spiking model is tested on 100-step inputs through a filtered probe.
+    Returns the spiking test error before and after training, the training
+    History, and the spiking output of a 1 s run before and after training.
     """
     # as the seed does: this seeds the data and the shuffling of the training
     # examples each epoch (Keras shuffles with NumPy's global generator)
@@ -81,28 +83,40 @@ def train_tutorial(net, seed=SEED, n_epochs=25, progress_bar=False):
         net.config[nengo.Ensemble].trainable = True
 
     vals = np.random.uniform(-1, 1, size=(4096, 1, 1))
-    data = {net.inpt: vals, outpt_p_nofilt: np.sin(vals**2)}
     test_vals = np.tile(np.random.uniform(-1, 1, size=(1024, 1, 1)), (1, 100, 1))
-    test_data = {net.inpt: test_vals, net.outpt_p: np.sin(test_vals**2)}
 
-    def test_mse(outputs, targets):
+    def test_mse(targets, outputs):
         # the spiking output after it settles: the last 10 of 100 steps
         return jnp.mean(jnp.square(outputs[:, -10:] - targets[:, -10:]))
 
     with nengo_dl.Simulator(
         net, minibatch_size=32, seed=seed, progress_bar=progress_bar
     ) as sim:
-        before = sim.loss(test_data, objective={net.outpt_p: test_mse})
-        history = sim.train(
-            data,
-            keras.optimizers.RMSprop(0.01),
-            objective={outpt_p_nofilt: nengo_dl.obj.mse},
-            n_epochs=n_epochs,
+
+        def spiking_test_error():
+            sim.compile(loss={net.outpt_p: test_mse})
+            result = sim.evaluate(
+                {net.inpt: test_vals}, {net.outpt_p: np.sin(test_vals**2)}, verbose=0
+            )
+            return result["loss"]
+
+        def spiking_run():
+            sim.soft_reset(include_probes=True)
+            sim.run(1.0)
+            return sim.trange(), sim.data[net.inpt_p][0], sim.data[net.outpt_p][0]
+
+        before, untrained = spiking_test_error(), spiking_run()
+        sim.compile(
+            optimizer=keras.optimizers.RMSprop(0.01), loss={outpt_p_nofilt: "mse"}
         )
-        after = sim.loss(test_data, objective={net.outpt_p: test_mse})
-        sim.run(1.0)
-        trained = (sim.trange(), sim.data[net.inpt_p][0], sim.data[net.outpt_p][0])
-    return before, after, history, trained
+        history = sim.fit(
+            {net.inpt: vals},
+            {outpt_p_nofilt: np.sin(vals**2)},
+            epochs=epochs,
+            verbose=0,
+        )
+        after, trained = spiking_test_error(), spiking_run()
+    return before, after, history, (untrained, trained)
 
 
 def main():
@@ -138,33 +152,72 @@ def main():
     print(f"batched run: probe data shape {batch_y.shape} (minibatch, steps, dims)")
 
     start = time.perf_counter()
-    before, after, history, trained = train_tutorial(net)
+    before, after, history, (untrained, trained) = train_tutorial(net)
+    losses = history.history["loss"]
     print(
-        f"training: 25 epochs of 4096 examples in {time.perf_counter() - start:.1f} s "
-        f"(training loss {history.history['loss'][0]:.5f} -> "
-        f"{history.history['loss'][-1]:.5f})"
+        f"training: {len(losses)} epochs of 4096 examples in "
+        f"{time.perf_counter() - start:.1f} s (training loss {losses[0]:.5f} -> "
+        f"{losses[-1]:.5f})"
     )
     print(
         f"spiking test error: {before:.5f} before training, {after:.5f} after "
         f"({100 * (1 - after / before):.0f}% lower)"
     )
+    plot(
+        ref, ours_y, net, t, batch_x, batch_y, untrained, trained, before, after, losses
+    )
 
-    fig, axes = plt.subplots(1, reps + 2, figsize=(20, 3.5), sharey=True)
-    axes[0].plot(ref.trange(), np.sin(ref.data[net.inpt_p] ** 2), "k", label="sin(x^2)")
-    axes[0].plot(ref.trange(), ref.data[net.outpt_p], label="nengo.Simulator")
-    axes[0].plot(ref.trange(), ours_y, "--", label="nengo_jax.Simulator")
-    axes[0].set_title("WhiteSignal input")
-    axes[0].legend(fontsize=8)
-    for i in range(reps):
-        axes[i + 1].plot(t, np.sin(batch_x[i] ** 2), "k", label="sin(x^2)")
-        axes[i + 1].plot(t, batch_y[i], label="output")
-        axes[i + 1].set_title(f"batch item {i}: ramp input")
-    times, x, y = trained
-    axes[-1].plot(times, np.sin(x**2), "k", label="sin(x^2)")
-    axes[-1].plot(times, y, label="output")
-    axes[-1].set_title("after training (no synapses, probe 0.04)")
-    for ax in axes:
+
+def plot(
+    ref, ours_y, net, t, batch_x, batch_y, untrained, trained, before, after, losses
+):
+    fig, axes = plt.subplots(1, 4, figsize=(18, 4))
+    target = "black"
+    ax = axes[0]
+    ax.plot(
+        ref.trange(),
+        np.sin(ref.data[net.inpt_p] ** 2),
+        color=target,
+        label="target sin(x²)",
+    )
+    ax.plot(
+        ref.trange(),
+        ref.data[net.outpt_p],
+        color="tab:orange",
+        lw=2,
+        label="nengo.Simulator",
+    )
+    ax.plot(ref.trange(), ours_y, "--", color="tab:blue", label="nengo_jax.Simulator")
+    ax.set_title("Same network, same output")
+    ax.set_ylabel("decoded output")
+    ax = axes[1]
+    for i in range(len(batch_y)):
+        (line,) = ax.plot(
+            t, batch_y[i], label=f"item {i}: ramp to ±{0.5 + 0.25 * i:.2f}"
+        )
+        ax.plot(t, np.sin(batch_x[i] ** 2), ":", color=line.get_color())
+    ax.set_title("Three inputs at once (minibatch_size=3)")
+    ax.set_ylabel("decoded output (dotted: target)")
+    ax = axes[2]
+    times, x, y0 = untrained
+    _, _, y1 = trained
+    ax.plot(times, np.sin(x**2), color=target, label="target sin(x²)")
+    ax.plot(
+        times, y0, color="tab:gray", label=f"before training (test MSE {before:.4f})"
+    )
+    ax.plot(
+        times, y1, color="tab:green", label=f"after training (test MSE {after:.4f})"
+    )
+    ax.set_title("Spiking output, trained as rates")
+    ax.set_ylabel("decoded output (probe synapse 0.04 s)")
+    for ax in axes[:3]:
         ax.set_xlabel("time (s)")
+        ax.legend(fontsize=8, loc="upper center")
+    ax = axes[3]
+    ax.semilogy(np.arange(1, len(losses) + 1), losses, "o-", color="tab:green")
+    ax.set_title("Training (rate neurons, RMSprop)")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("training loss (MSE)")
     fig.tight_layout()
     out = pathlib.Path(__file__).with_suffix(".png")
     fig.savefig(out, dpi=80)

@@ -1,4 +1,4 @@
-"""The seed 003 tutorial ("from Nengo"), as the main example runs it."""
+"""The seed 003 tutorial ("from Nengo") as the main example runs it (fit, evaluate)."""
 
 import numpy as np
 
