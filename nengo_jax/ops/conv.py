@@ -4,7 +4,9 @@ Nengo computes these in NumPy as 2-D correlations over sliding windows
 (`nengo.builder.transforms.conv2d` and ``conv2d_gradx``). Here both become one
 `jax.lax.conv_general_dilated` call with explicit padding chosen to reproduce
 Nengo's "same" and "valid" padding exactly, for any number of spatial
-dimensions (Nengo's reference simulator stops at two).
+dimensions (Nengo's reference simulator stops at two). Without feature groups
+the call is `nengo_jax.maths.conv.conv`, whose gradients stay fast inside the
+simulation loop.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from jax import lax
 from nengo.builder.transforms import ConvInc, ConvTransposeInc
 from nengo.exceptions import BuildError
 
+from nengo_jax.maths.conv import conv
 from nengo_jax.program.registry import BuildContext, OpBuilder, register
 
 
@@ -137,6 +140,16 @@ class GeneralConvIncBuilder(OpBuilder):
         plan = self.plan
         if plan.flip:
             w = w[tuple(slice(None, None, -1) for _ in plan.strides)]
+        if plan.groups == 1:
+            return conv(
+                x,
+                w,
+                plan.strides,
+                plan.padding,
+                plan.lhs_dilation,
+                plan.dimension_numbers,
+                precision=self.ctx.precision,
+            )
         return lax.conv_general_dilated(
             x,
             w,

@@ -6,9 +6,12 @@ import zlib
 
 import jax
 import jax.numpy as jnp
+import keras
 import numpy as np
+from jax import lax
 from nengo.exceptions import ValidationError
 
+from nengo_jax.maths.conv import conv
 from nengo_jax.program.registry import OpBuilder, register
 from nengo_jax.tensor_node import (
     SimTensorNode,
@@ -64,6 +67,10 @@ class SimTensorNodeBuilder(OpBuilder):
         for var in found + updated:
             if is_seed_state(var) and not any(var is s for s in self.seeds):
                 self.seeds.append(var)
+        # a plain Keras convolution runs as `maths.conv.conv` (its gradients
+        # are slow in the loop as Keras computes them)
+        plain = is_plain_conv(func) and op.input is not None and not node.pass_time
+        self.conv = func if plain else None
         try:
             index = ctx.model.operators.index(op)
         except ValueError:
@@ -88,7 +95,10 @@ class SimTensorNodeBuilder(OpBuilder):
                 for i, var in enumerate(self.seeds)
             ]
         with UpdateRecorder(state_mapping=mapping) as scope:
-            y = call_tensor_func(node, t, x, training=env.training)
+            if self.conv is not None and x.dtype == self.conv.compute_dtype:
+                y = keras_conv(self.conv, x)
+            else:
+                y = call_tensor_func(node, t, x, training=env.training)
         dropped = [var.path for var in scope.updated if not is_seed_state(var)]
         if dropped:
             self.ctx.warn_once(
@@ -106,3 +116,37 @@ def key_bits(key):
     if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
         return jax.random.key_data(key)
     return key
+
+
+def is_plain_conv(func) -> bool:
+    """Whether ``func`` is a Keras ``Conv1D``/``Conv2D``/``Conv3D`` that
+    `keras_conv` computes (no groups, no dilation, "valid" or "same")."""
+    return (
+        type(func) in (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
+        and func.groups == 1
+        and all(d == 1 for d in func.dilation_rate)
+        and func.padding in ("valid", "same")
+    )
+
+
+def keras_conv(layer, x):
+    """What the Keras convolution ``layer`` computes for ``x`` (its kernel and
+    bias as the current `keras.StatelessScope` maps them), with the
+    convolution done by `nengo_jax.maths.conv.conv`."""
+    kernel = layer.kernel.value
+    nd = kernel.ndim - 2
+    last = layer.data_format == "channels_last"
+    spatial = tuple(range(1, nd + 1)) if last else tuple(range(2, nd + 2))
+    channel = nd + 1 if last else 1
+    io = (0, channel) + spatial
+    numbers = lax.ConvDimensionNumbers(io, (nd + 1, nd) + tuple(range(nd)), io)
+    sizes = [x.shape[axis] for axis in spatial]
+    padding = lax.padtype_to_pads(
+        sizes, kernel.shape[:nd], layer.strides, layer.padding.upper()
+    )
+    y = conv(x, kernel, layer.strides, padding, (1,) * nd, numbers)
+    if layer.use_bias:
+        shape = [1] * (nd + 2)
+        shape[channel] = layer.filters
+        y = y + jnp.reshape(layer.bias.value, shape)
+    return y if layer.activation is None else layer.activation(y)

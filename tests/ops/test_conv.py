@@ -1,8 +1,11 @@
 """ConvInc and ConvTransposeInc against nengo.Simulator's NumPy convolutions."""
 
+import jax
+import jax.numpy as jnp
 import nengo
 import numpy as np
 import pytest
+from jax import lax
 from nengo import rc
 from nengo.builder import Model
 from nengo.builder.operator import Copy
@@ -13,6 +16,7 @@ from nengo.transforms import Convolution, ConvolutionTranspose
 
 import nengo_jax.ops.conv  # noqa: F401  (registers the builders)
 from nengo_jax import Simulator
+from nengo_jax.maths.conv import conv
 from nengo_jax.ops.conv import ConvIncBuilder
 from nengo_jax.program.registry import BuildContext
 from nengo_jax.testing import assert_allclose
@@ -234,3 +238,45 @@ def test_kernel_shape_mismatch_raises():
     )
     with pytest.raises(BuildError, match=r"kernel W .* must have shape \(2, 2, 3\)"):
         ConvIncBuilder(op, ctx)
+
+
+@pytest.mark.parametrize(
+    "nd, strides, padding, data_format",
+    [
+        (1, 1, "same", "channels_last"),
+        (2, 2, "valid", "channels_last"),
+        (2, 2, "same", "channels_first"),
+        (3, (1, 2, 1), "same", "channels_last"),
+    ],
+)
+def test_conv_gradients_equal_lax(nd, strides, padding, data_format):
+    """`conv` and its gradients equal `jax.lax.conv_general_dilated`'s."""
+    rng = np.random.RandomState(0)
+    strides = (strides,) * nd if isinstance(strides, int) else strides
+    last = data_format == "channels_last"
+    spatial = (7, 6, 5)[:nd]
+    x = rng.randn(*((2,) + spatial + (3,) if last else (2, 3) + spatial))
+    w = rng.randn(*((3,) * nd + (3, 4)))
+    axes = tuple(range(1, nd + 1)) if last else tuple(range(2, nd + 2))
+    io = (0, nd + 1 if last else 1) + axes
+    numbers = lax.ConvDimensionNumbers(io, (nd + 1, nd) + tuple(range(nd)), io)
+    same = lax.padtype_to_pads(spatial, (3,) * nd, strides, padding.upper())
+    # a transposed convolution's input dilation and cropping, too
+    for dilation, pads in (((1,) * nd, same), ((2,) * nd, [(1, -1)] * nd)):
+
+        def reference(x, w, dilation=dilation, pads=pads):
+            y = lax.conv_general_dilated(
+                x, w, strides, pads, lhs_dilation=dilation, dimension_numbers=numbers
+            )
+            return jnp.sum(jnp.sin(y))
+
+        def ours(x, w, dilation=dilation, pads=pads):
+            return jnp.sum(jnp.sin(conv(x, w, strides, pads, dilation, numbers)))
+
+        assert_allclose(ours(x, w), reference(x, w), rtol=1e-5)
+        for a, b in zip(
+            jax.grad(ours, (0, 1))(x, w),
+            jax.grad(reference, (0, 1))(x, w),
+            strict=True,
+        ):
+            assert_allclose(a, b, atol=1e-4, rtol=1e-5)
