@@ -1,5 +1,7 @@
 """Activations as neuron types: ``swap_activations``, ``scale_firing_rates``."""
 
+import warnings
+
 import jax
 import jax.numpy as jnp
 import keras
@@ -318,3 +320,54 @@ def test_activation_family():
         (np.tanh, "tanh"),
     ]:
         assert family(spelling) == name, spelling
+
+
+def test_swaps_before_and_after_the_neuron_mapping():
+    # NengoDL 3.6 swaps activation keys, then maps activations to neuron
+    # types, then swaps neuron-type keys (once each: no cycles)
+    relu = randomize(seq((4,), keras.layers.Dense(3, "relu")))
+    tanh = randomize(seq((4,), keras.layers.Dense(3, "tanh")))
+    elu = randomize(seq((4,), keras.layers.Dense(3, "elu")))
+    acts = keras.activations
+    for model, swap, expected in [
+        (relu, {acts.relu: acts.tanh, acts.tanh: acts.relu}, nengo.Tanh(tau_ref=1)),
+        (tanh, {acts.relu: acts.tanh, acts.tanh: acts.relu}, nengo.RectifiedLinear()),
+        (
+            relu,
+            {acts.relu: nengo.LIF(), nengo.LIF(): nengo.SpikingRectifiedLinear()},
+            nengo.SpikingRectifiedLinear(),
+        ),
+        (
+            relu,
+            {acts.relu: acts.sigmoid, nengo.Sigmoid(tau_ref=1): nengo.LIF()},
+            nengo.LIF(),
+        ),
+        (elu, {acts.elu: acts.relu}, nengo.RectifiedLinear()),
+    ]:
+        with warnings.catch_warnings():
+            # (the keys that the model does not reach warn)
+            warnings.simplefilter("ignore", UserWarning)
+            converter = nengo_jax.Converter(model, swap_activations=swap)
+        assert neuron_types(converter) == [expected], swap
+        assert not tensor_nodes(converter)
+
+
+def test_swap_to_an_activation_without_neurons():
+    # NengoDL 3.6: {relu: elu} computes elu in a TensorNode (an error
+    # without allow_fallback), as does {relu: softmax}
+    model = randomize(seq((4,), keras.layers.Dense(3, "relu", name="d")))
+    x = np.random.RandomState(1).uniform(-1, 1, size=(2, 4))
+    dense = model.layers[0]
+    pre = x @ np.asarray(dense.kernel) + np.asarray(dense.bias)
+    assert np.any(pre < 0)
+    for value, func in [
+        (keras.activations.elu, lambda z: np.where(z > 0, z, np.expm1(z))),
+        ("softmax", lambda z: np.exp(z) / np.exp(z).sum(-1, keepdims=True)),
+    ]:
+        swap = {keras.activations.relu: value}
+        converter = nengo_jax.Converter(model, swap_activations=swap)
+        assert neuron_types(converter) == []
+        assert len(tensor_nodes(converter)) == 1
+        assert_allclose(predict(converter, x)[0], func(pre), atol=1e-5)
+        with pytest.raises(ValidationError, match="'d'.*activation '(elu|softmax)'"):
+            nengo_jax.Converter(model, swap_activations=swap, allow_fallback=False)

@@ -325,3 +325,36 @@ def test_bad_models():
         nengo_jax.Converter(model)
     with pytest.raises(ValidationError, match="unknown size"):
         nengo_jax.Converter(seq((None, 2), keras.layers.Dense(2)))
+
+
+def test_maps_count_each_tensor_once():
+    # as NengoDL: one Input feeding two layers is one input; the maps are
+    # keyed by tensors, and a layer looks up the tensor it makes
+    inp = keras.Input((3,))
+    d1, d2 = keras.layers.Dense(2), keras.layers.Dense(2)
+    out = keras.layers.Add()([d1(inp), d2(inp)])
+    model = keras.Model(inp, out)
+    converter = nengo_jax.Converter(model)
+    assert len(converter.inputs) == 1 and len(converter.outputs) == 1
+    assert converter.inputs.keys() == [inp]
+    assert converter.inputs[model.layers[0]] is converter.inputs[inp]
+    assert converter.outputs[model.layers[-1]] is converter.outputs[out]
+    # NengoDL: 4 layer entries for two inputs each through one Dense
+    a, b = keras.Input((2,)), keras.Input((3,))
+    model = keras.Model([a, b], [keras.layers.Dense(2)(a), keras.layers.Dense(2)(b)])
+    converter = nengo_jax.Converter(model)
+    assert (len(converter.inputs), len(converter.outputs)) == (2, 2)
+    assert len(converter.layers) == 4
+
+
+def test_layer_called_twice_is_an_ambiguous_key():
+    # as NengoDL: a KeyError naming the layer; its outputs are keys
+    square = Square(name="sq")
+    a, b = keras.Input((3,)), keras.Input((3,))
+    x, y = square(a), square(b)
+    model = keras.Model([a, b], keras.layers.Add()([x, y]))
+    converter = convert(model)
+    assert converter.layers[x] is not converter.layers[y]
+    with pytest.raises(KeyError, match="'sq' is called 2 times"):
+        converter.layers[square]
+    assert square not in converter.layers
