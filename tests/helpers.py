@@ -104,6 +104,20 @@ def convert(model, **kwargs):
     return converter
 
 
+def assert_rates_match(converter, x):
+    """The network in training mode (spiking neurons as rates) computes the model."""
+    with nengo.Network() as net:
+        nengo_jax.configure_settings(learning_phase=True)
+    net.networks.append(converter.net)
+    inp = converter.model.inputs[0]
+    out = converter.model.outputs[0]
+    with nengo_jax.Simulator(net, minibatch_size=len(x), progress_bar=False) as sim:
+        data = np.reshape(x, (len(x), 1, -1))
+        got = sim.predict({converter.inputs[inp]: data}, verbose=0)
+    want = np.reshape(converter.model(x, training=True), (len(x), 1, -1))
+    np.testing.assert_allclose(got[converter.outputs[out]], want, atol=1e-5)
+
+
 def converted(converter, cls):
     """The objects of type ``cls`` in ``converter``'s network."""
     net = converter.net

@@ -2,7 +2,8 @@
 
 Which neuron type computes a Keras activation (`DEFAULT_NEURONS`; ``LINEAR``
 for the identity), and the converter options that change it:
-``swap_activations`` (`Swaps`) and ``scale_firing_rates``
+``swap_activations`` (`Swaps`, applied before and after that mapping, as
+NengoDL applies it) and ``scale_firing_rates``
 (`firing_rate_scale`, `scaled`).
 
 An activation can be spelled many ways: ``"relu"``, ``keras.activations.relu``,
@@ -119,13 +120,15 @@ def default_neuron_type(activation) -> NeuronType | object | None:
 
 
 class Swaps:
-    """The ``swap_activations`` option: activation -> neuron type.
+    """The ``swap_activations`` option, applied as NengoDL applies it.
 
-    Keys are activations in any spelling `family` knows (or any other callable,
-    matched by identity) or neuron types (matching the activations that would
-    become that neuron type). Values are neuron types, or activations that
-    have one (a linear value: no neurons). `neuron_type_for` notes the keys
-    that matched; `warn_unused` warns about the others.
+    An activation goes through three stages: keys that are activations (in
+    any spelling `family` knows, or any other callable, matched by identity)
+    replace it by their value (an activation or a neuron type); the result
+    becomes its default neuron type (`default_neuron_type`); keys that are
+    neuron types replace that neuron type by their value. A value that is an
+    activation without a neuron type is computed in a TensorNode. `resolve`
+    notes the keys that matched; `warn_unused` warns about the others.
     """
 
     def __init__(self, swap):
@@ -133,11 +136,11 @@ class Swaps:
             swap = {}
         if not isinstance(swap, dict):
             raise ValidationError(
-                f"swap_activations must be a dict of activation -> neuron type; got "
-                f"{type(swap).__name__}",
+                f"swap_activations must be a dict of activation -> activation or "
+                f"neuron type; got {type(swap).__name__}",
                 attr="swap_activations",
             )
-        #: (key as given, its `family`, the neuron type it swaps to)
+        #: (key as given, its `family` or None, its value)
         self.pairs = []
         #: indices of the pairs that matched an activation
         self.used = set()
@@ -145,74 +148,93 @@ class Swaps:
         for key, value in swap.items():
             if isinstance(key, str):
                 _from_name(key)
-            name = family(key)
-            neuron_type = self._value(key, value)
+            self._check_value(key, value)
+            name = None if isinstance(key, NeuronType) else family(key)
             if isinstance(key, NeuronType):
                 ident = ("neurons", key)
             elif name is not None:
                 ident = ("family", name)
             else:
                 ident = ("object", key)
-            earlier = seen.setdefault(ident, (key, neuron_type))
-            if earlier[1] != neuron_type:
+            earlier = seen.setdefault(ident, (key, value))
+            if not _same_value(earlier[1], value):
                 raise ValidationError(
                     f"the keys {show(earlier[0])} and {show(key)} are the same "
                     "activation, with different values",
                     attr="swap_activations",
                 )
-            self.pairs.append((key, name, neuron_type))
+            self.pairs.append((key, name, value))
 
     @staticmethod
-    def _value(key, value):
-        if isinstance(value, NeuronType):
-            return value
-        neuron_type = None
-        if value is None or isinstance(value, str) or callable(value):
-            if isinstance(value, str):
-                _from_name(value)
-            neuron_type = default_neuron_type(value)
-        if neuron_type is None:
-            raise ValidationError(
-                f"the value of {show(key)} must be a Nengo neuron type (or an "
-                f"activation that has one: relu, sigmoid, tanh, linear); got "
-                f"{show(value)}",
-                attr="swap_activations",
-            )
-        return neuron_type
+    def _check_value(key, value):
+        if isinstance(value, NeuronType) or value is None or callable(value):
+            return
+        if isinstance(value, str):
+            _from_name(value)
+            return
+        raise ValidationError(
+            f"the value of {show(key)} must be a Keras activation or a Nengo neuron "
+            f"type; got {show(value)}",
+            attr="swap_activations",
+        )
 
-    def matches(self, key, name, activation, neuron_type) -> bool:
-        """Whether the key ``key`` (of family ``name``) matches an activation."""
-        if isinstance(key, NeuronType):
-            return neuron_type is not LINEAR and key == neuron_type
-        if name is not None:
-            return name == family(activation)
-        return key is activation
+    def _swap(self, match):
+        """``(found, value)`` of the keys for which ``match(key, name)``.
 
-    def neuron_type_for(self, activation) -> NeuronType | object | None:
-        """The neuron type computing ``activation``, after the swaps.
-
-        Returns ``LINEAR`` for the identity (no neurons) and None for an
-        activation without a neuron type.
+        Notes every such key (they are spellings of one key, with one value).
         """
+        found = [i for i, (key, name, _) in enumerate(self.pairs) if match(key, name)]
+        self.used.update(found)
+        return (True, self.pairs[found[0]][2]) if found else (False, None)
+
+    def resolve(self, activation) -> tuple:
+        """``activation`` after the swaps, as ``(neuron_type, function)``.
+
+        ``neuron_type`` is a neuron type, ``LINEAR`` for the identity (no
+        neurons), or None for an activation without a neuron type, which a
+        TensorNode computes with ``function``.
+        """
+        # (a neuron type that a layer computes, such as ReLU's, is the
+        # activation of its `family` here)
+        fam = family(activation)
+
+        def match_activation(key, name):
+            if isinstance(key, NeuronType):
+                return False
+            return name == fam if name is not None else key is activation
+
+        found, value = self._swap(match_activation)
+        if found:
+            activation = value
         neuron_type = default_neuron_type(activation)
-        swapped = None
-        for i, (key, name, value) in enumerate(self.pairs):
-            if self.matches(key, name, activation, neuron_type):
-                self.used.add(i)
-                if swapped is None:
-                    swapped = value
-        return neuron_type if swapped is None else swapped
+        if isinstance(neuron_type, NeuronType):
+            found, value = self._swap(
+                lambda key, _: isinstance(key, NeuronType) and key == neuron_type
+            )
+            if found:
+                activation = value
+                neuron_type = default_neuron_type(value)
+        if isinstance(activation, str):
+            activation = _from_name(activation)
+        return neuron_type, activation
 
     def warn_unused(self) -> None:
         """Warn about each key that matched no activation of the model."""
         for i, (key, _, value) in enumerate(self.pairs):
             if i not in self.used:
                 warnings.warn(
-                    f"swap_activations key {show(key)} (-> {value}) matches no "
+                    f"swap_activations key {show(key)} (-> {show(value)}) matches no "
                     "activation in the model; nothing was swapped for it",
                     UserWarning,
                     stacklevel=3,
                 )
+
+
+def _same_value(a, b) -> bool:
+    if isinstance(a, NeuronType) or isinstance(b, NeuronType):
+        return a == b
+    fa, fb = family(a), family(b)
+    return fa == fb if fa is not None and fb is not None else a is b
 
 
 def firing_rate_scale(scale, layer) -> float:

@@ -55,21 +55,25 @@ class Converter:
         Convert max pooling to average pooling (Nengo has no max); otherwise
         max pooling runs in a TensorNode.
     split_shared_weights : bool
-        Allow layers with weights that the model calls several times: each
-        call gets its own copy of the weights, which then train independently.
-        Without it (and without ``inference_only``) such a layer is an error.
+        Allow natively converted layers with weights that the model calls
+        several times: each call gets its own copy of the weights, which then
+        train independently. Without it (and without ``inference_only``) such
+        a layer is an error. (A layer running in TensorNodes runs in one per
+        call, with a warning that their weights train independently.)
     swap_activations : dict
-        Maps an activation to the neuron type to use instead, such as
-        ``nengo.SpikingRectifiedLinear()`` (or an activation that has one:
-        ``"relu"``, ``"sigmoid"``, ``"tanh"``; linear: no neurons). A key is an
-        activation however it is spelled (``"relu"``, ``keras.activations.relu``,
-        ``keras.ops.relu``, ``keras.ops.nn.relu``, ``jax.nn.relu``, or
-        ``tf.nn.relu``), or the neuron type it would become (such as
-        ``nengo.RectifiedLinear()``); it applies to that activation wherever
-        the model has it: as the ``activation`` of Dense and convolution
-        layers, and as an activation layer (``Activation``, ``ReLU``,
-        ``LeakyReLU``). A key that matches no activation of the model gets a
-        warning.
+        Maps an activation to the activation or neuron type to use instead,
+        as NengoDL does: first a key that is an activation replaces the
+        model's activation (by an activation, such as ``"relu"``, or a neuron
+        type, such as ``nengo.SpikingRectifiedLinear()``), then the activation
+        becomes its neuron type (relu, sigmoid, tanh; linear: no neurons;
+        others run in a TensorNode), then a key that is a neuron type (such as
+        ``nengo.RectifiedLinear()``) replaces that neuron type. An activation
+        key matches however either side spells it (``"relu"``,
+        ``keras.activations.relu``, ``keras.ops.relu``, ``keras.ops.nn.relu``,
+        ``jax.nn.relu``, or ``tf.nn.relu``), as the ``activation`` of Dense and
+        convolution layers and as an activation layer (``Activation``,
+        ``ReLU``, ``LeakyReLU``). A key that matches no activation of the
+        model gets a warning.
     scale_firing_rates : float or dict
         Multiply the input of every neuron by this value and divide its output
         by it (through the neuron type's ``amplitude``, or ``tau_ref`` for
@@ -89,12 +93,14 @@ class Converter:
     net : nengo.Network
         The converted network.
     inputs : KerasMap
-        Keras input (tensor, or its Input layer) -> the `nengo.Node` to feed.
+        Keras input tensor -> the `nengo.Node` to feed (one entry per input;
+        its Input layer is a key too).
     outputs : KerasMap
-        Keras output (tensor, or the layer making it) -> a `nengo.Probe` of it.
+        Keras output tensor -> a `nengo.Probe` of it (the layer making it is a
+        key too, unless it makes several outputs).
     layers : KerasMap
-        Keras layer or tensor -> the Nengo object carrying its output (for a
-        layer called several times: its first call).
+        Keras tensor -> the Nengo object carrying it (a layer is a key too,
+        unless it is called several times).
 
     Notes
     -----
@@ -169,7 +175,9 @@ class Converter:
         self.outputs = KerasMap()
         self.layers = KerasMap()
         self.weight_conns = {}  # id(variable) -> (variable, connection)
-        self._calls = KerasMap()  # layer -> number of calls converted
+        self._calls = {}  # id(layer) -> number of calls converted
+        self._layer_converters = {}  # id(layer) -> (layer, LayerConverter or None)
+        self._objs = KerasMap()  # every converted tensor -> its Nengo object
         self._bias_node = None
         model_inputs, model_outputs = model_io(model)
         with nengo.Network(label=model.name) as self.net:
@@ -181,8 +189,7 @@ class Converter:
                 layer = tensor._keras_history.operation
                 shape = self.example_shape(tensor)
                 node = nengo.Node(np.zeros(int(np.prod(shape))), label=layer.name)
-                self.inputs[tensor] = self.inputs[layer] = node
-                self.layers[tensor] = self.layers[layer] = node
+                self.inputs[tensor] = self.layers[tensor] = node
                 nodes.append(node)
             objs = self._convert_model(model, model_inputs, nodes)
             for tensor, obj in zip(model_outputs, objs, strict=True):
@@ -191,7 +198,6 @@ class Converter:
                 synapse = self.synapse if is_neurons(obj) else None
                 probe = nengo.Probe(obj, synapse=synapse, label=f"{layer.name}.probe")
                 self.outputs[tensor] = probe
-                self.outputs.setdefault(layer, probe)
         self._swaps.warn_unused()
 
     # -- registry ------------------------------------------------------------------
@@ -209,10 +215,10 @@ class Converter:
 
             @nengo_jax.Converter.register(MyScale)
             class ConvertMyScale(nengo_jax.converter.LayerConverter):
-                def convert(self, inputs):
-                    out = self.add_node(self.output_size)
-                    self.connect(inputs[0], out, transform=self.layer.factor)
-                    return out
+                def convert(self, node_id):
+                    output = self.add_nengo_obj(node_id)
+                    self.add_connection(node_id, output, transform=self.layer.factor)
+                    return output
         """
 
         def register_converter(converter_class):
@@ -228,6 +234,21 @@ class Converter:
             if klass in cls.converters:
                 return cls.converters[klass]
         return None
+
+    def get_converter(self, layer):
+        """The `.LayerConverter` of ``layer`` (None: none registered).
+
+        One per layer, made on first use, as NengoDL's.
+        """
+        if id(layer) not in self._layer_converters:
+            converter_class = self.converter_for(layer)
+            instance = None if converter_class is None else converter_class(layer, self)
+            self._layer_converters[id(layer)] = (layer, instance)
+        return self._layer_converters[id(layer)][1]
+
+    def tensor_obj(self, tensor):
+        """The Nengo object carrying the converted Keras ``tensor``."""
+        return self._objs[tensor]
 
     # -- conversion ------------------------------------------------------------------
 
@@ -260,36 +281,37 @@ class Converter:
         return self._bias_node
 
     def _convert_model(self, model, input_tensors, input_objs) -> list:
-        objs = {id(t): obj for t, obj in zip(input_tensors, input_objs, strict=True)}
+        for tensor, obj in zip(input_tensors, input_objs, strict=True):
+            self._objs[tensor] = obj
         _, outputs = model_io(model)
         for node in nodes_in_order(input_tensors, outputs):
-            ins = [objs[id(t)] for t in node.input_tensors]
+            ins = [self._objs[t] for t in node.input_tensors]
             outs = self._convert_node(node, ins)
             if not isinstance(outs, list | tuple):
                 outs = [outs]
             for tensor, obj in zip(node.output_tensors, outs, strict=True):
-                objs[id(tensor)] = obj
-                self.layers[tensor] = obj
-            self.layers.setdefault(node.operation, outs[0] if len(outs) == 1 else outs)
-        return [objs[id(t)] for t in outputs]
+                self._objs[tensor] = self.layers[tensor] = obj
+        return [self._objs[t] for t in outputs]
 
     def _convert_node(self, node, ins):
         layer = node.operation
-        self._check_shared(layer)
-        converter_class = self.converter_for(layer)
-        if converter_class is None and isinstance(layer, keras.Model):
+        self._calls[id(layer)] = self._calls.get(id(layer), 0) + 1
+        layer_converter = self.get_converter(layer)
+        if layer_converter is None and isinstance(layer, keras.Model):
             with nengo.Network(label=layer.name):
                 inner_inputs, _ = model_io(layer)
                 return self._convert_model(layer, inner_inputs, ins)
         reason = f"{type(layer).__name__} has no native conversion"
-        if converter_class is not None:
-            converter = converter_class(layer, node, self)
-            unsupported = converter.unsupported()
+        if layer_converter is not None:
+            node_id = node.output_tensors[0]._keras_history.node_index
+            layer_converter.set_call(node_id, node)
+            unsupported = layer_converter.unsupported()
             training_args = []
             if unsupported is None and not self.inference_only:
-                training_args = converter.training_args()
+                training_args = layer_converter.training_args()
             if unsupported is None and not training_args:
-                return converter.convert(ins)
+                self._check_shared(layer, layer_converter.has_weights)
+                return layer_converter.convert(node_id)
             reason = unsupported
             if unsupported is None:
                 reason = (
@@ -307,6 +329,7 @@ class Converter:
                 "Converter.register",
                 attr="allow_fallback",
             )
+        self._warn_shared_fallback(layer)
         return add_fallback(self, node, ins)
 
     @staticmethod
@@ -331,12 +354,11 @@ class Converter:
         )
         warnings.warn(message, UserWarning, stacklevel=5)
 
-    def _check_shared(self, layer):
-        calls = self._calls.get(layer, 0) + 1
-        self._calls[layer] = calls
+    def _check_shared(self, layer, has_weights):
+        calls = self._calls[id(layer)]
         if (
             calls > 1
-            and getattr(layer, "weights", None)
+            and has_weights
             and not (self.split_shared_weights or self.inference_only)
         ):
             raise ValidationError(
@@ -347,6 +369,22 @@ class Converter:
                 attr="split_shared_weights",
             )
 
+    def _warn_shared_fallback(self, layer):
+        calls = self._calls[id(layer)]
+        if (
+            calls == 2
+            and getattr(layer, "weights", None)
+            and not (self.split_shared_weights or self.inference_only)
+        ):
+            warnings.warn(
+                f"Layer {layer.name!r} ({type(layer).__name__}) is called several "
+                "times and runs in one TensorNode per call; in training, each "
+                "TensorNode's copy of its weights trains independently "
+                "(split_shared_weights=True silences this warning)",
+                UserWarning,
+                stacklevel=5,
+            )
+
     # -- neurons -----------------------------------------------------------------------
 
     def neuron_type(self, activation, layer=None) -> NeuronType | object | None:
@@ -355,14 +393,23 @@ class Converter:
         Returns ``LINEAR`` for the identity (no neurons) and None for an
         activation without a neuron type.
         """
-        return self._swaps.neuron_type_for(activation)
+        return self.resolve_activation(activation, layer)[0]
+
+    def resolve_activation(self, activation, layer=None) -> tuple:
+        """``activation`` after ``swap_activations``: ``(neuron_type, function)``.
+
+        ``neuron_type`` is a neuron type, ``LINEAR`` for the identity (no
+        neurons), or None for an activation without a neuron type, which a
+        TensorNode computes with ``function``.
+        """
+        return self._swaps.resolve(activation)
 
     def firing_rate_scale(self, layer) -> float:
         """The ``scale_firing_rates`` value for ``layer``."""
         return activations.firing_rate_scale(self.scale_firing_rates, layer)
 
     def add_neurons(
-        self, size: int, neuron_type: NeuronType, layer
+        self, size: int, neuron_type: NeuronType, layer, label: str = None
     ) -> nengo.ensemble.Neurons:
         """An Ensemble of ``size`` neurons computing ``neuron_type`` elementwise.
 
@@ -379,7 +426,7 @@ class Converter:
             gain=nengo.dists.Choice([scale]),
             bias=nengo.dists.Choice([0]),
             encoders=nengo.dists.Choice([[1]]),
-            label=f"{layer.name}",
+            label=label or layer.name,
         )
         self.net.config[ens].trainable = False
         return ens.neurons
@@ -387,32 +434,35 @@ class Converter:
     # -- checks and training ---------------------------------------------------------
 
     def verify(
-        self, training: bool = False, inputs=None, atol: float = 1e-5, rtol=1e-4
+        self, training: bool = False, inputs=None, atol: float = 1e-8, rtol=1e-5
     ) -> bool:
         """Check that the network computes what the Keras model does.
 
         Runs both on ``inputs`` (the Nengo network for one step, or for the
         length of the time axis with ``temporal_model``) and raises if an
         output differs. Spiking neurons and synapses change the network's
-        output; use ``training=True`` to compare rate neurons (the training
-        mode of both), and ``synapse=None``.
+        output (use rate neurons and ``synapse=None``).
 
         Parameters
         ----------
         training : bool
-            Run both in training mode (Keras's ``training=True``; Nengo's
-            learning phase: spiking neurons as rates). Dropout and the like
-            then differ.
+            Also check training, as NengoDL does: the two must have the same
+            number of trainable parameters, and after training both (three
+            full-batch steps of SGD with learning rate 0.1 on the mean squared
+            error to targets of ones) their outputs must still match. The Keras
+            model's weights are left as they were.
         inputs : array or list of array or dict
             Input data for each Keras input, with a batch axis (and a time
             axis with ``temporal_model``); default: two random examples.
         atol, rtol : float
-            Tolerances of the comparison.
+            Tolerances of the comparison (as `numpy.allclose`, ``rtol``
+            relative to the Nengo network's output).
 
         Returns
         -------
         bool
-            True (a mismatch raises a `nengo.exceptions.ValidationError`).
+            True (a mismatch raises a `nengo.exceptions.ValidationError`, a
+            ``ValueError``).
         """
         return simulation.verify(self, training, inputs, atol, rtol)
 

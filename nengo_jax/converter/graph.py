@@ -1,6 +1,6 @@
 """Reading the Keras graph: `KerasMap`, a model's inputs and outputs, its calls.
 
-`KerasMap` maps Keras objects (layers, tensors) by identity; `model_io` gives
+`KerasMap` maps Keras tensors (and the layers making them) by identity; `model_io` gives
 a model's input and output tensors; `nodes_in_order` lists the calls of
 layers (Keras nodes) between them in an order in which each call's inputs
 come first.
@@ -12,26 +12,50 @@ from nengo.exceptions import ValidationError
 
 
 class KerasMap:
-    """A mapping keyed by Keras objects (layers, tensors), by identity.
+    """A mapping keyed by Keras tensors, by identity; layers look up their outputs.
 
     Keras tensors overload their operators, so they are looked up by ``id``;
-    the map keeps its keys alive.
+    the map keeps its keys alive. Its keys (what ``len`` counts and iteration
+    gives) are tensors. A layer is a key too, for the tensor it makes (a list
+    of values for a call with several outputs), unless the map holds tensors
+    of several calls of the layer: then its key is ambiguous (a KeyError).
     """
 
     def __init__(self):
         self._items = {}
 
     def __getitem__(self, key):
-        try:
-            return self._items[id(key)][1]
-        except KeyError:
-            raise KeyError(f"{key!r} is not a key of this map") from None
+        item = self._items.get(id(key))
+        if item is not None:
+            return item[1]
+        calls = {}
+        for tensor, value in self._items.values():
+            operation, node_index, tensor_index = tensor._keras_history
+            if operation is key:
+                calls.setdefault(node_index, []).append((tensor_index, value))
+        if not calls:
+            raise KeyError(f"{key!r} is not a key of this map")
+        if len(calls) > 1:
+            raise KeyError(
+                f"Layer {getattr(key, 'name', key)!r} is called {len(calls)} times "
+                "in the model, so it is ambiguous as a key; use the output tensor "
+                "of one call instead"
+            )
+        (values,) = calls.values()
+        values = [value for _, value in sorted(values, key=lambda v: v[0])]
+        return values[0] if len(values) == 1 else values
 
     def __setitem__(self, key, value):
+        if not hasattr(key, "_keras_history"):
+            raise TypeError(f"Keys of a KerasMap are Keras tensors; got {key!r}")
         self._items[id(key)] = (key, value)
 
     def __contains__(self, key):
-        return id(key) in self._items
+        try:
+            self[key]
+        except KeyError:
+            return False
+        return True
 
     def __len__(self):
         return len(self._items)
@@ -41,11 +65,6 @@ class KerasMap:
 
     def get(self, key, default=None):
         return self[key] if key in self else default
-
-    def setdefault(self, key, value):
-        if key not in self:
-            self[key] = value
-        return self[key]
 
     def keys(self):
         return list(self)

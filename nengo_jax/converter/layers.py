@@ -7,32 +7,25 @@ Dense                                         trainable `nengo.Dense` transform 
                                               `nengo.Convolution` on inputs of rank 2-3)
                                               and a trainable bias from the bias Node;
                                               the activation as below
-Conv1D, Conv2D                                trainable `nengo.Convolution` (channels
-                                              last, strides, "valid"/"same", groups)
-                                              and a bias per channel
 Activation (relu, sigmoid, tanh, linear),     an Ensemble's neurons: RectifiedLinear,
 ReLU, LeakyReLU                               Sigmoid/Tanh (``tau_ref=1``),
                                               `nengo_jax.LeakyReLU`; linear: nothing
 Add, Subtract, Average                        fixed connections into a Node
 Concatenate, Flatten, Reshape, Permute,       fixed connections between slices (or
-ZeroPadding1D/2D/3D, Cropping1D/2D/3D,        nothing, where the order of the elements
-UpSampling1D/2D/3D (nearest), Identity        does not change)
-AveragePooling1D/2D, GlobalAveragePooling     a fixed `nengo.transforms.Sparse` average
-1D/2D; MaxPooling and GlobalMaxPooling with   (padding excluded, as Keras does)
-``max_to_avg_pool``
+Identity                                      nothing, where the order of the elements
+                                              does not change)
 BatchNormalization (``inference_only``)       a fixed scale and shift
 Dropout, GaussianNoise, GaussianDropout,      nothing (``inference_only``)
 AlphaDropout
 TimeDistributed (``temporal_model``)          its layer's conversion
 ============================================  =========================================
 
+Convolution, pooling, padding, cropping and upsampling are in `.spatial`.
 Everything else (and the cases each converter's ``unsupported`` names) runs
 in a `.TensorNode`.
 """
 
 from __future__ import annotations
-
-import itertools
 
 import keras
 import nengo
@@ -43,20 +36,14 @@ from nengo_jax.converter.base import LayerConverter
 from nengo_jax.converter.converter import Converter
 from nengo_jax.neurons import LeakyReLU
 
-
-def _channels_last(layer) -> str | None:
-    fmt = getattr(layer, "data_format", None)
-    if fmt not in (None, "channels_last"):
-        return f"data_format={fmt!r} (only channels_last is supported)"
-    return None
-
-
 # -- weights ---------------------------------------------------------------------------
 
 
 @Converter.register(keras.layers.Dense)
 class ConvertDense(LayerConverter):
     """Dense: a trainable transform, a bias, and the layer's activation."""
+
+    has_weights = True
 
     def unsupported(self):
         rank = len(self.input_shapes[0])
@@ -68,7 +55,7 @@ class ConvertDense(LayerConverter):
             return "Dense layers with LoRA are not supported"
         return None
 
-    def convert(self, inputs):
+    def convert_inputs(self, inputs):
         layer, shape = self.layer, self.input_shapes[0]
         kernel = self.weight("kernel")
         post, out = self.add_activation(layer.activation)
@@ -96,55 +83,13 @@ class ConvertDense(LayerConverter):
         if layer.use_bias:
             positions = int(np.prod(shape[:-1]))
             bias = self.add_bias(post, self.weight("bias"), repeat=positions)
-            self.converter.track_weight(layer.bias, bias, _bias_value)
+            self.converter.track_weight(layer.bias, bias, bias_value)
         return out
 
 
-def _bias_value(weights):
+def bias_value(weights):
+    """A bias variable's value from the weights of its connection from the bias Node."""
     return weights[:, 0]
-
-
-class ConvertConv(LayerConverter):
-    """Conv1D/Conv2D: a trainable `nengo.Convolution`, a bias per channel."""
-
-    def unsupported(self):
-        layer = self.layer
-        if layer.rank not in (1, 2):
-            return f"{layer.rank}-D convolution is not supported (only 1-D and 2-D)"
-        reason = _channels_last(layer)
-        if reason:
-            return reason
-        if any(d != 1 for d in layer.dilation_rate):
-            return f"dilation_rate={layer.dilation_rate} is not supported"
-        if layer.padding not in ("valid", "same"):
-            return f"padding={layer.padding!r} is not supported"
-        return None
-
-    def convert(self, inputs):
-        layer = self.layer
-        kernel = self.weight("kernel")
-        post, out = self.add_activation(layer.activation)
-        transform = nengo.Convolution(
-            layer.filters,
-            self.input_shapes[0],
-            kernel_size=tuple(layer.kernel_size),
-            strides=tuple(layer.strides),
-            padding=layer.padding,
-            channels_last=True,
-            init=kernel,
-            groups=layer.groups,
-        )
-        conn = self.connect(inputs[0], post, transform, trainable=True)
-        self.converter.track_weight(layer.kernel, conn)
-        if layer.use_bias:
-            positions = int(np.prod(self.output_shape[:-1]))
-            bias = self.add_bias(post, self.weight("bias"), repeat=positions)
-            self.converter.track_weight(layer.bias, bias, _bias_value)
-        return out
-
-
-Converter.register(keras.layers.Conv1D)(ConvertConv)
-Converter.register(keras.layers.Conv2D)(ConvertConv)
 
 
 # -- activations -----------------------------------------------------------------------
@@ -156,7 +101,7 @@ class ConvertActivationLayer(LayerConverter):
     def activation(self):
         return self.layer.activation
 
-    def convert(self, inputs):
+    def convert_inputs(self, inputs):
         activation = self.activation()
         if self.converter.neuron_type(activation, self.layer) is LINEAR:
             return inputs[0]
@@ -205,14 +150,14 @@ class ConvertMerge(LayerConverter):
         raise NotImplementedError
 
     def unsupported(self):
-        if any(shape != self.output_shape for shape in self.input_shapes):
+        if any(shape != self.output_shapes[0] for shape in self.input_shapes):
             return (
                 f"inputs of shapes {self.input_shapes} need broadcasting, which is "
                 "not supported"
             )
         return None
 
-    def convert(self, inputs):
+    def convert_inputs(self, inputs):
         out = self.add_node(self.output_size)
         for x, weight in zip(inputs, self.weights(len(inputs)), strict=True):
             self.connect(x, out, transform=weight)
@@ -251,7 +196,7 @@ class ConvertIndexMap(LayerConverter):
     def index_map(self, *ids):
         raise NotImplementedError
 
-    def convert(self, inputs):
+    def convert_inputs(self, inputs):
         ids, start = [], 0
         for shape in self.input_shapes:
             size = int(np.prod(shape))
@@ -314,160 +259,14 @@ class ConvertConcatenate(ConvertIndexMap):
         return np.concatenate(ids, axis=self.axis(self.layer.axis))
 
 
-def _pairs(value, n) -> list:
-    """Keras padding/cropping arguments as one (before, after) pair per axis."""
-    if isinstance(value, int):
-        return [(value, value)] * n
-    value = list(value)
-    if n == 1 and len(value) == 2 and all(isinstance(v, int) for v in value):
-        return [tuple(value)]
-    return [(v, v) if isinstance(v, int) else tuple(v) for v in value]
-
-
-class ConvertSpatial(ConvertIndexMap):
-    """Padding, cropping and upsampling: per spatial axis, channels last."""
-
-    def unsupported(self):
-        return _channels_last(self.layer)
-
-    @property
-    def n_spatial(self):
-        return len(self.input_shapes[0]) - 1
-
-
-@Converter.register(keras.layers.ZeroPadding1D)
-@Converter.register(keras.layers.ZeroPadding2D)
-@Converter.register(keras.layers.ZeroPadding3D)
-class ConvertZeroPadding(ConvertSpatial):
-    def index_map(self, ids):
-        pads = _pairs(self.layer.padding, self.n_spatial) + [(0, 0)]
-        return np.pad(ids, pads, constant_values=-1)
-
-
-@Converter.register(keras.layers.Cropping1D)
-@Converter.register(keras.layers.Cropping2D)
-@Converter.register(keras.layers.Cropping3D)
-class ConvertCropping(ConvertSpatial):
-    def index_map(self, ids):
-        crops = _pairs(self.layer.cropping, self.n_spatial)
-        index = tuple(
-            slice(a, n - b) for (a, b), n in zip(crops, ids.shape, strict=False)
-        )
-        return ids[index]
-
-
-@Converter.register(keras.layers.UpSampling1D)
-@Converter.register(keras.layers.UpSampling2D)
-@Converter.register(keras.layers.UpSampling3D)
-class ConvertUpSampling(ConvertSpatial):
-    def unsupported(self):
-        interpolation = getattr(self.layer, "interpolation", "nearest")
-        if interpolation != "nearest":
-            return f"interpolation={interpolation!r} (only 'nearest' is supported)"
-        return super().unsupported()
-
-    def index_map(self, ids):
-        size = self.layer.size
-        size = (size,) * self.n_spatial if isinstance(size, int) else tuple(size)
-        for axis, repeat in enumerate(size):
-            ids = np.repeat(ids, repeat, axis=axis)
-        return ids
-
-
-# -- pooling ---------------------------------------------------------------------------
-
-
-def pool_matrix(spatial, channels, pool, strides, padding):
-    """The sparse matrix of average pooling, channels last.
-
-    Returns ``(indices, values, out_spatial)``: ``indices`` of shape (nnz, 2) as
-    (output, input) element pairs, and the weights (1 over the number of input
-    positions in the window, padding excluded, as Keras averages).
-    """
-    out_spatial, starts = [], []
-    for n, p, s in zip(spatial, pool, strides, strict=True):
-        if padding == "valid":
-            o, before = (n - p) // s + 1, 0
-        else:
-            o = -(-n // s)
-            before = max((o - 1) * s + p - n, 0) // 2
-        out_spatial.append(o)
-        starts.append((s, before, p, n))
-    channel = np.arange(channels)
-    rows, cols, values = [], [], []
-    for out_pos in np.ndindex(*out_spatial):
-        ranges = [
-            range(max(o * s - b, 0), min(o * s - b + p, n))
-            for o, (s, b, p, n) in zip(out_pos, starts, strict=True)
-        ]
-        window = list(itertools.product(*ranges))
-        out_flat = np.ravel_multi_index(out_pos, out_spatial)
-        for in_pos in window:
-            in_flat = np.ravel_multi_index(in_pos, spatial)
-            rows.append(out_flat * channels + channel)
-            cols.append(in_flat * channels + channel)
-            values.append(np.full(channels, 1.0 / len(window)))
-    indices = np.stack([np.concatenate(rows), np.concatenate(cols)], axis=1)
-    return indices, np.concatenate(values), tuple(out_spatial)
-
-
-class ConvertPooling(LayerConverter):
-    """Average pooling (and max pooling with ``max_to_avg_pool``)."""
-
-    is_max = False
-    is_global = False
-
-    def unsupported(self):
-        if self.is_max and not self.converter.max_to_avg_pool:
-            return (
-                "max pooling has no Nengo equivalent; pass max_to_avg_pool=True to "
-                "convert it to average pooling"
-            )
-        return _channels_last(self.layer)
-
-    def convert(self, inputs):
-        shape = self.input_shapes[0]
-        spatial, channels = shape[:-1], shape[-1]
-        if self.is_global:
-            pool, strides, padding = spatial, spatial, "valid"
-        else:
-            pool = tuple(self.layer.pool_size)
-            strides = tuple(self.layer.strides)
-            padding = self.layer.padding
-        indices, values, _ = pool_matrix(spatial, channels, pool, strides, padding)
-        out = self.add_node(self.output_size)
-        transform = nengo.transforms.Sparse(
-            (self.output_size, int(np.prod(shape))), indices=indices, init=values
-        )
-        self.connect(inputs[0], out, transform)
-        return out
-
-
-for _cls, _max, _global in [
-    (keras.layers.AveragePooling1D, False, False),
-    (keras.layers.AveragePooling2D, False, False),
-    (keras.layers.MaxPooling1D, True, False),
-    (keras.layers.MaxPooling2D, True, False),
-    (keras.layers.GlobalAveragePooling1D, False, True),
-    (keras.layers.GlobalAveragePooling2D, False, True),
-    (keras.layers.GlobalMaxPooling1D, True, True),
-    (keras.layers.GlobalMaxPooling2D, True, True),
-]:
-    Converter.register(_cls)(
-        type(
-            f"Convert{_cls.__name__}",
-            (ConvertPooling,),
-            {"is_max": _max, "is_global": _global, "__module__": __name__},
-        )
-    )
-
-
 # -- inference-only layers -------------------------------------------------------------
 
 
 @Converter.register(keras.layers.BatchNormalization)
 class ConvertBatchNormalization(LayerConverter):
     """BatchNormalization with its moving statistics: a fixed scale and shift."""
+
+    has_weights = True
 
     def unsupported(self):
         if not self.converter.inference_only:
@@ -477,7 +276,7 @@ class ConvertBatchNormalization(LayerConverter):
             )
         return None
 
-    def convert(self, inputs):
+    def convert_inputs(self, inputs):
         layer, shape = self.layer, self.input_shapes[0]
         axes = layer.axis if isinstance(layer.axis, list | tuple) else [layer.axis]
         axes = [self.axis(a) for a in axes]
@@ -515,7 +314,7 @@ class ConvertDropout(LayerConverter):
             )
         return None
 
-    def convert(self, inputs):
+    def convert_inputs(self, inputs):
         return inputs[0]
 
 
@@ -527,7 +326,8 @@ class ConvertTimeDistributed(LayerConverter):
         converter_class = self.converter.converter_for(self.layer.layer)
         if converter_class is None:
             return None
-        return converter_class(self.layer.layer, self.node, self.converter)
+        inner = converter_class(self.layer.layer, self.converter)
+        return inner.set_call(self.node_id, self.node)
 
     def unsupported(self):
         if not self.converter.temporal_model:
@@ -535,10 +335,19 @@ class ConvertTimeDistributed(LayerConverter):
         inner = self.inner()
         if inner is None:
             return f"{type(self.layer.layer).__name__} has no native conversion"
+        if type(inner).convert_inputs is LayerConverter.convert_inputs:
+            return (
+                f"the converter of {type(self.layer.layer).__name__} converts the "
+                "layer's own calls (convert(node_id)), not a TimeDistributed call"
+            )
         return inner.unsupported()
+
+    @property
+    def has_weights(self):
+        return self.inner().has_weights
 
     def training_args(self):
         return self.inner().training_args() + super().training_args()
 
-    def convert(self, inputs):
-        return self.inner().convert(inputs)
+    def convert_inputs(self, inputs):
+        return self.inner().convert_inputs(inputs)

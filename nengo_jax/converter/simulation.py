@@ -7,12 +7,12 @@ implementations of the `.Converter` methods of those names.
 
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
 import keras
-import nengo
 import numpy as np
 from nengo.exceptions import ValidationError
 
-from nengo_jax.config import configure_settings
 from nengo_jax.converter.fallback import FallbackLayer
 from nengo_jax.converter.graph import model_io
 from nengo_jax.simulator import Simulator
@@ -24,40 +24,91 @@ def verify(converter, training, inputs, atol, rtol) -> bool:
 
     See `.Converter.verify`.
     """
-    model_inputs, model_outputs = model_io(converter.model)
+    model = converter.model
+    model_inputs, model_outputs = model_io(model)
     data = _verify_inputs(converter, inputs, model_inputs)
     batch = data[0].shape[0]
     steps = data[0].shape[1] if converter.temporal_model else 1
-    trainable = [v.value for v in converter.model.trainable_variables]
-    fixed = [v.value for v in converter.model.non_trainable_variables]
-    expected, _ = converter.model.stateless_call(
-        trainable, fixed, data if len(data) > 1 else data[0], training=training
-    )
-    expected = keras.tree.flatten(expected)
-    net = converter.net
-    if training:
-        with nengo.Network(label=f"{converter.net.label} (training)") as net:
-            configure_settings(learning_phase=True)
-        net.networks.append(converter.net)
+    x = data if len(data) > 1 else data[0]
+    trainable = [v.value for v in model.trainable_variables]
+    fixed = [v.value for v in model.non_trainable_variables]
     feed = {
-        converter.inputs[t]: np.reshape(x, (batch, steps, -1))
-        for t, x in zip(model_inputs, data, strict=True)
+        converter.inputs[t]: np.reshape(d, (batch, steps, -1))
+        for t, d in zip(model_inputs, data, strict=True)
     }
-    with Simulator(net, minibatch_size=batch, progress_bar=False) as sim:
+    probes = [converter.outputs[t] for t in model_outputs]
+    with Simulator(converter.net, minibatch_size=batch, progress_bar=False) as sim:
+        if training:
+            _check_parameter_count(model, sim)
+            trainable, fixed = _train_keras(model, trainable, fixed, x)
+            sim.compile(
+                keras.optimizers.SGD(VERIFY_LEARNING_RATE),
+                loss={p: "mse" for p in probes},
+            )
+            targets = {p: np.ones((batch, steps, p.size_in)) for p in probes}
+            sim.fit(feed, targets, epochs=VERIFY_EPOCHS, verbose=0)
         got = sim.predict(feed, verbose=0)
-    for tensor, want in zip(model_outputs, expected, strict=True):
+    expected, _ = model.stateless_call(trainable, fixed, x, training=False)
+    for tensor, want, probe in zip(
+        model_outputs, keras.tree.flatten(expected), probes, strict=True
+    ):
         want = np.reshape(np.asarray(want), (batch, steps, -1))
-        out = got[converter.outputs[tensor]]
-        if not np.allclose(out, want, atol=atol, rtol=rtol):
+        out = got[probe]
+        if not np.allclose(want, out, atol=atol, rtol=rtol):
             err = np.max(np.abs(out - want))
             raise ValidationError(
                 f"The converted network's output for {tensor.name} differs from "
-                f"the Keras model's by up to {err:.3g} (atol={atol}, rtol={rtol})."
-                " Spiking neurons, synapses and layers with randomness (e.g. "
+                f"the Keras model's by up to {err:.3g} (atol={atol}, rtol={rtol})"
+                + (" after training both" if training else "")
+                + ". Spiking neurons, synapses and layers with randomness (e.g. "
                 "Dropout in training) make them differ",
                 attr="model",
             )
     return True
+
+
+#: ``verify(training=True)`` trains both for this many full-batch SGD steps ...
+VERIFY_EPOCHS = 3
+#: ... with this learning rate (NengoDL's), on the MSE to targets of ones.
+VERIFY_LEARNING_RATE = 0.1
+
+
+def _check_parameter_count(model, sim):
+    """An error if ``sim`` has another number of trainable values than ``model``."""
+    keras_count = sum(int(np.prod(v.shape)) for v in model.trainable_variables)
+    keras_model = sim.keras_model
+    nengo_count = 0
+    for key, mask in keras_model.masks.items():
+        if mask is True:
+            nengo_count += int(np.size(keras_model.param_vars[key]))
+        else:
+            nengo_count += int(np.count_nonzero(mask))
+    if nengo_count != keras_count:
+        raise ValidationError(
+            f"The converted network has {nengo_count} trainable parameters and the "
+            f"Keras model {keras_count}, so they do not train alike. Layers that "
+            "convert to fixed Nengo objects (inference_only), split shared weights "
+            "or custom converters that mark their connections trainable "
+            "differently change the number",
+            attr="model",
+        )
+
+
+def _train_keras(model, trainable, fixed, x):
+    """``model``'s variables after ``verify``'s training (not assigned to it)."""
+
+    def loss(trainable, fixed):
+        outputs, fixed = model.stateless_call(trainable, fixed, x, training=True)
+        errors = [jnp.mean(jnp.square(y - 1)) for y in keras.tree.flatten(outputs)]
+        return sum(errors), fixed
+
+    gradient = jax.grad(loss, has_aux=True)
+    for _ in range(VERIFY_EPOCHS):
+        grads, fixed = gradient(trainable, fixed)
+        trainable = [
+            w - VERIFY_LEARNING_RATE * g for w, g in zip(trainable, grads, strict=True)
+        ]
+    return trainable, fixed
 
 
 def _verify_inputs(converter, inputs, model_inputs) -> list:

@@ -1,5 +1,7 @@
 """Activations as neuron types: ``swap_activations``, ``scale_firing_rates``."""
 
+import warnings
+
 import jax
 import jax.numpy as jnp
 import keras
@@ -12,7 +14,14 @@ import nengo_jax
 from nengo_jax import LeakyReLU
 from nengo_jax.converter.activations import family
 from nengo_jax.testing import assert_allclose
-from tests.helpers import convert, predict, randomize, seq, tensor_nodes
+from tests.helpers import (
+    assert_rates_match,
+    convert,
+    predict,
+    randomize,
+    seq,
+    tensor_nodes,
+)
 
 
 def test_swap_activations_and_spikes():
@@ -28,7 +37,7 @@ def test_swap_activations_and_spikes():
         (ens,) = converter.net.all_ensembles
         assert isinstance(ens.neuron_type, nengo.SpikingRectifiedLinear)
     # training mode runs the spiking neurons as rates
-    assert converter.verify(training=True, inputs=x)
+    assert_rates_match(converter, x)
     with pytest.raises(ValidationError, match="differs"):
         converter.verify(inputs=x)
     # spikes (of amplitude 1/200) over time average to the rates
@@ -59,7 +68,7 @@ def test_scale_firing_rates():
         assert ens_b.neuron_type.amplitude == pytest.approx(1 / s_b)
         assert ens_a.gain.options[0] == s_a
         # the rates are unchanged
-        assert converter.verify(training=True, inputs=x)
+        assert_rates_match(converter, x)
         # ... and each neuron of `a` spikes s_a times as often, give or take
         # one spike (its random initial voltage)
         seconds = 1.0
@@ -155,7 +164,7 @@ def test_every_relu_spelling_swaps_every_relu(model):
             model, swap_activations={key: nengo.SpikingRectifiedLinear()}
         )
         assert neuron_types(converter) == [nengo.SpikingRectifiedLinear()], key
-    assert converter.verify(training=True)
+    assert_rates_match(converter, np.random.RandomState(0).uniform(-1, 1, (2, 4)))
 
 
 @pytest.mark.parametrize(
@@ -248,8 +257,10 @@ def test_bad_swap_activations():
     model = seq((4,), keras.layers.Dense(3, "relu"))
     with pytest.raises(ValidationError, match="'rleu'.* not the name of a Keras"):
         nengo_jax.Converter(model, swap_activations={"rleu": nengo.LIF()})
-    with pytest.raises(ValidationError, match="must be a Nengo neuron type.*soft"):
-        nengo_jax.Converter(model, swap_activations={"relu": "softmax"})
+    with pytest.raises(ValidationError, match="must be a Keras activation or a "):
+        nengo_jax.Converter(model, swap_activations={"relu": 3})
+    with pytest.raises(ValidationError, match="'sofmtax'.* not the name of a Keras"):
+        nengo_jax.Converter(model, swap_activations={"relu": "sofmtax"})
     with pytest.raises(ValidationError, match="'relu' and .*relu are the same"):
         nengo_jax.Converter(
             model,
@@ -309,3 +320,54 @@ def test_activation_family():
         (np.tanh, "tanh"),
     ]:
         assert family(spelling) == name, spelling
+
+
+def test_swaps_before_and_after_the_neuron_mapping():
+    # NengoDL 3.6 swaps activation keys, then maps activations to neuron
+    # types, then swaps neuron-type keys (once each: no cycles)
+    relu = randomize(seq((4,), keras.layers.Dense(3, "relu")))
+    tanh = randomize(seq((4,), keras.layers.Dense(3, "tanh")))
+    elu = randomize(seq((4,), keras.layers.Dense(3, "elu")))
+    acts = keras.activations
+    for model, swap, expected in [
+        (relu, {acts.relu: acts.tanh, acts.tanh: acts.relu}, nengo.Tanh(tau_ref=1)),
+        (tanh, {acts.relu: acts.tanh, acts.tanh: acts.relu}, nengo.RectifiedLinear()),
+        (
+            relu,
+            {acts.relu: nengo.LIF(), nengo.LIF(): nengo.SpikingRectifiedLinear()},
+            nengo.SpikingRectifiedLinear(),
+        ),
+        (
+            relu,
+            {acts.relu: acts.sigmoid, nengo.Sigmoid(tau_ref=1): nengo.LIF()},
+            nengo.LIF(),
+        ),
+        (elu, {acts.elu: acts.relu}, nengo.RectifiedLinear()),
+    ]:
+        with warnings.catch_warnings():
+            # (the keys that the model does not reach warn)
+            warnings.simplefilter("ignore", UserWarning)
+            converter = nengo_jax.Converter(model, swap_activations=swap)
+        assert neuron_types(converter) == [expected], swap
+        assert not tensor_nodes(converter)
+
+
+def test_swap_to_an_activation_without_neurons():
+    # NengoDL 3.6: {relu: elu} computes elu in a TensorNode (an error
+    # without allow_fallback), as does {relu: softmax}
+    model = randomize(seq((4,), keras.layers.Dense(3, "relu", name="d")))
+    x = np.random.RandomState(1).uniform(-1, 1, size=(2, 4))
+    dense = model.layers[0]
+    pre = x @ np.asarray(dense.kernel) + np.asarray(dense.bias)
+    assert np.any(pre < 0)
+    for value, func in [
+        (keras.activations.elu, lambda z: np.where(z > 0, z, np.expm1(z))),
+        ("softmax", lambda z: np.exp(z) / np.exp(z).sum(-1, keepdims=True)),
+    ]:
+        swap = {keras.activations.relu: value}
+        converter = nengo_jax.Converter(model, swap_activations=swap)
+        assert neuron_types(converter) == []
+        assert len(tensor_nodes(converter)) == 1
+        assert_allclose(predict(converter, x)[0], func(pre), atol=1e-5)
+        with pytest.raises(ValidationError, match="'d'.*activation '(elu|softmax)'"):
+            nengo_jax.Converter(model, swap_activations=swap, allow_fallback=False)

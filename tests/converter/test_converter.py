@@ -32,7 +32,7 @@ class Scale(keras.layers.Layer):
 def test_register_converter():
     @nengo_jax.Converter.register(Scale)
     class ConvertScale(LayerConverter):
-        def convert(self, inputs):
+        def convert_inputs(self, inputs):
             out = self.add_node(self.output_size)
             self.connect(inputs[0], out, transform=self.layer.factor)
             return out
@@ -44,9 +44,106 @@ def test_register_converter():
         assert not tensor_nodes(converter)
         node = converter.layers[model.layers[1]]
         assert isinstance(node, nengo.Node) and node.label == model.layers[1].name
+        assert isinstance(converter.get_converter(model.layers[1]), ConvertScale)
+        assert converter.get_converter(model.layers[1]) is converter.get_converter(
+            model.layers[1]
+        )
     finally:
         del nengo_jax.Converter.converters[Scale]
     assert len(tensor_nodes(convert(model))) == 1
+
+
+class Affine(keras.layers.Layer):
+    """``relu(a @ w + b) + 2 * c`` of its inputs ``[a, c]``."""
+
+    def build(self, shapes):
+        self.w = self.add_weight(shape=(shapes[0][-1], 2), initializer="ones")
+        self.b = self.add_weight(shape=(2,), initializer="zeros")
+
+    def call(self, inputs):
+        a, c = inputs
+        return keras.activations.relu(a @ self.w + self.b) + 2 * c
+
+
+class ConvertAffine(LayerConverter):
+    """A converter written for NengoDL (its tf.nn.relu now keras's relu)."""
+
+    has_weights = True
+
+    def convert(self, node_id):
+        self.shapes = (
+            self.input_shape(node_id),
+            self.output_shape(node_id),
+            self.input_shape(node_id, full_shape=True),
+        )
+        hidden = self.add_nengo_obj(
+            node_id,
+            biases=np.asarray(self.layer.b),
+            activation=keras.activations.relu,
+        )
+        self.add_connection(
+            node_id,
+            hidden,
+            input_idx=0,
+            transform=np.asarray(self.layer.w).T,
+            trainable=True,
+        )
+        output = self.add_nengo_obj(node_id)
+        conn = nengo.Connection(hidden, output, synapse=None)
+        self.set_trainable(conn, False)
+        self.add_connection(node_id, output, input_idx=1, transform=2.0)
+        return output
+
+
+def label(obj):
+    if isinstance(obj, nengo.ensemble.Neurons):
+        return f"{obj.ensemble.label} neurons"
+    return obj.label
+
+
+def test_nengo_dl_layer_converter_api():
+    # what NengoDL 3.6 does with this converter: the shapes below, an
+    # Ensemble 'affine.0' of 2 RectifiedLinear neurons and a Node 'affine.0';
+    # the connection from input 0 trains, the others do not; verify passes,
+    # with training too (8 trainable parameters in both)
+    nengo_jax.Converter.register(Affine)(ConvertAffine)
+    try:
+        a, c = keras.Input((3,)), keras.Input((2,))
+        affine = Affine(name="affine")
+        model = keras.Model([a, c], affine([a, c]))
+        randomize(model)
+        converter = nengo_jax.Converter(model, allow_fallback=False)
+        layer_converter = converter.get_converter(affine)
+        assert layer_converter.shapes == (
+            [(3,), (2,)],
+            (2,),
+            [(None, 3), (None, 2)],
+        )
+        (ens,) = converter.net.all_ensembles
+        assert (ens.label, ens.neuron_type, ens.n_neurons) == (
+            "affine.0",
+            nengo.RectifiedLinear(),
+            2,
+        )
+        output = converter.layers[affine]
+        assert isinstance(output, nengo.Node) and output.label == "affine.0"
+        connections = converter.net.all_connections
+        trainable = {
+            (label(conn.pre_obj), label(conn.post_obj)): config[conn].trainable
+            for conn, config in [(x, converter.net.config) for x in connections]
+            if label(conn.pre_obj) != "bias"
+        }
+        assert trainable == {
+            (converter.inputs[a].label, "affine.0 neurons"): True,
+            ("affine.0 neurons", "affine.0"): False,
+            (converter.inputs[c].label, "affine.0"): False,
+        }
+        rng = np.random.RandomState(1)
+        x = [rng.uniform(-1, 1, (4, 3)), rng.uniform(-1, 1, (4, 2))]
+        assert converter.verify(inputs=x)
+        assert converter.verify(training=True, inputs=x)
+    finally:
+        del nengo_jax.Converter.converters[Affine]
 
 
 def test_nested_models():
@@ -228,3 +325,36 @@ def test_bad_models():
         nengo_jax.Converter(model)
     with pytest.raises(ValidationError, match="unknown size"):
         nengo_jax.Converter(seq((None, 2), keras.layers.Dense(2)))
+
+
+def test_maps_count_each_tensor_once():
+    # as NengoDL: one Input feeding two layers is one input; the maps are
+    # keyed by tensors, and a layer looks up the tensor it makes
+    inp = keras.Input((3,))
+    d1, d2 = keras.layers.Dense(2), keras.layers.Dense(2)
+    out = keras.layers.Add()([d1(inp), d2(inp)])
+    model = keras.Model(inp, out)
+    converter = nengo_jax.Converter(model)
+    assert len(converter.inputs) == 1 and len(converter.outputs) == 1
+    assert converter.inputs.keys() == [inp]
+    assert converter.inputs[model.layers[0]] is converter.inputs[inp]
+    assert converter.outputs[model.layers[-1]] is converter.outputs[out]
+    # NengoDL: 4 layer entries for two inputs each through one Dense
+    a, b = keras.Input((2,)), keras.Input((3,))
+    model = keras.Model([a, b], [keras.layers.Dense(2)(a), keras.layers.Dense(2)(b)])
+    converter = nengo_jax.Converter(model)
+    assert (len(converter.inputs), len(converter.outputs)) == (2, 2)
+    assert len(converter.layers) == 4
+
+
+def test_layer_called_twice_is_an_ambiguous_key():
+    # as NengoDL: a KeyError naming the layer; its outputs are keys
+    square = Square(name="sq")
+    a, b = keras.Input((3,)), keras.Input((3,))
+    x, y = square(a), square(b)
+    model = keras.Model([a, b], keras.layers.Add()([x, y]))
+    converter = convert(model)
+    assert converter.layers[x] is not converter.layers[y]
+    with pytest.raises(KeyError, match="'sq' is called 2 times"):
+        converter.layers[square]
+    assert square not in converter.layers

@@ -56,3 +56,32 @@ def test_no_fallback_names_the_layer():
     with pytest.raises(ValidationError, match="'c'.*dilation_rate"):
         nengo_jax.Converter(model, allow_fallback=False)
     assert len(tensor_nodes(convert(model))) == 1
+
+
+class Scale(keras.layers.Layer):
+    """A layer with weights and no native conversion."""
+
+    def build(self, shape):
+        self.w = self.add_weight(shape=(shape[-1],), initializer="ones")
+
+    def call(self, x):
+        return x * self.w
+
+
+def test_shared_layer_without_conversion_falls_back():
+    # as NengoDL: with allow_fallback, each call runs in a TensorNode (no
+    # split_shared_weights needed); without it, the error says the layer has
+    # no native conversion
+    scale = Scale(name="scale")
+    a, b = keras.Input((3,)), keras.Input((3,))
+    model = keras.Model([a, b], keras.layers.Add()([scale(a), scale(b)]))
+    with pytest.warns(UserWarning, match="'scale' .*called several times.*train"):
+        converter = convert(model)
+    assert [n.label for n in tensor_nodes(converter)] == ["scale", "scale"]
+    with pytest.raises(ValidationError, match="'scale' \\(Scale\\).*no native"):
+        nengo_jax.Converter(model, allow_fallback=False)
+    # (a layer with a native conversion still needs split_shared_weights)
+    dense = keras.layers.Dense(3)
+    model = keras.Model([a, b], keras.layers.Add()([dense(a), dense(b)]))
+    with pytest.raises(ValidationError, match="split_shared_weights"):
+        nengo_jax.Converter(model)

@@ -11,7 +11,7 @@ import pytest
 from nengo.exceptions import ValidationError
 
 import nengo_jax
-from nengo_jax.converter.layers import pool_matrix
+from nengo_jax.converter.spatial import pool_matrix
 from nengo_jax.testing import assert_allclose
 from tests.helpers import (
     convert,
@@ -68,6 +68,56 @@ NATIVE = {
     "cropping2d": lambda: seq((5, 4, 2), keras.layers.Cropping2D(((1, 2), (0, 1)))),
     "upsampling1d": lambda: seq((3, 2), keras.layers.UpSampling1D(2)),
     "upsampling2d": lambda: seq((3, 2, 2), keras.layers.UpSampling2D((2, 3))),
+    # (NengoDL 3.6 converts each of these natively, and its verify passes)
+    "avgpool3d": lambda: seq((4, 5, 4, 2), keras.layers.AveragePooling3D(2)),
+    "global-avgpool3d": lambda: seq(
+        (4, 5, 4, 2), keras.layers.GlobalAveragePooling3D()
+    ),
+    "upsampling3d": lambda: seq((2, 3, 2, 2), keras.layers.UpSampling3D((2, 1, 2))),
+    "conv2d-cf": lambda: seq(
+        (3, 5, 4), keras.layers.Conv2D(2, 3, data_format="channels_first")
+    ),
+    "avgpool1d-cf": lambda: seq(
+        (3, 5), keras.layers.AveragePooling1D(2, data_format="channels_first")
+    ),
+    "avgpool2d-cf": lambda: seq(
+        (3, 5, 4), keras.layers.AveragePooling2D(2, data_format="channels_first")
+    ),
+    "global-avgpool1d-cf": lambda: seq(
+        (3, 5), keras.layers.GlobalAveragePooling1D(data_format="channels_first")
+    ),
+    "global-avgpool2d-cf": lambda: seq(
+        (3, 5, 4), keras.layers.GlobalAveragePooling2D(data_format="channels_first")
+    ),
+    "upsampling2d-cf": lambda: seq(
+        (3, 5, 4), keras.layers.UpSampling2D((2, 3), data_format="channels_first")
+    ),
+    "upsampling3d-cf": lambda: seq(
+        (2, 3, 2, 2),
+        keras.layers.UpSampling3D((2, 1, 2), data_format="channels_first"),
+    ),
+    "zeropad2d-cf": lambda: seq(
+        (3, 5, 4), keras.layers.ZeroPadding2D(1, data_format="channels_first")
+    ),
+    # (beyond NengoDL: its channels_first Conv3D fails to run, and it refuses
+    # "same" 3-D average pooling)
+    "conv1d-cf-same": lambda: seq(
+        (3, 7),
+        keras.layers.Conv1D(4, 3, padding="same", data_format="channels_first"),
+    ),
+    "avgpool3d-same": lambda: seq(
+        (3, 5, 4, 2), keras.layers.AveragePooling3D(2, padding="same")
+    ),
+    "global-avgpool3d-cf-keepdims": lambda: seq(
+        (2, 3, 2, 4),
+        keras.layers.GlobalAveragePooling3D(
+            data_format="channels_first", keepdims=True
+        ),
+    ),
+    "cropping3d-cf": lambda: seq(
+        (2, 4, 3, 5),
+        keras.layers.Cropping3D(((1, 0), (0, 1), (2, 1)), data_format="channels_first"),
+    ),
 }
 
 
@@ -75,6 +125,34 @@ NATIVE = {
 def test_native_layers_match_keras(name):
     converter = convert(NATIVE[name]())
     assert not tensor_nodes(converter)
+
+
+CONV3D = {
+    # (NengoDL 3.6 converts these natively, and its verify passes)
+    "conv3d": lambda: seq(
+        (4, 5, 4, 2), keras.layers.Conv3D(2, (2, 3, 2), activation="relu")
+    ),
+    "conv3d-same-strided": lambda: seq(
+        (4, 5, 4, 2), keras.layers.Conv3D(2, 3, strides=2, padding="same")
+    ),
+    # (NengoDL converts this one, but its network fails to run)
+    "conv3d-cf": lambda: seq(
+        (3, 3, 4, 2), keras.layers.Conv3D(2, 2, data_format="channels_first")
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(CONV3D))
+def test_conv3d_is_a_nengo_convolution(name, monkeypatch):
+    # (fail_fast would run Nengo's own make_step, which refuses 3-D)
+    monkeypatch.setitem(nengo.rc["nengo.Simulator"], "fail_fast", "False")
+    converter = convert(CONV3D[name]())
+    assert not tensor_nodes(converter)
+    (conv,) = [c for c in converter.net.all_connections if c.pre_obj.label != "bias"][
+        :1
+    ]
+    assert isinstance(conv.transform, nengo.Convolution)
+    assert conv.transform.dimensions == 3
 
 
 def test_dense_is_a_trainable_transform_and_bias():
@@ -120,7 +198,7 @@ def test_merge_layers(layer):
     model = merge_model(layer(), n=2)
     converter = convert(model)
     assert not tensor_nodes(converter)
-    assert len(converter.inputs) == 4  # each Input tensor and Input layer
+    assert len(converter.inputs) == 2  # each input once, as NengoDL counts them
 
 
 def test_three_way_average():
