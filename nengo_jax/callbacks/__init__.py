@@ -1,8 +1,10 @@
 """Keras callbacks for nengo_jax models: NengoDL's, without TensorFlow.
 
-`TensorBoard` writes training logs, histograms and profiles.
+`TensorBoard` writes training logs, histograms and profiles; `IsolateState`
+keeps a Simulator's state from changing in a Keras call.
 """
 
+from nengo_jax.callbacks.isolate import IsolateState
 from nengo_jax.callbacks.tensorboard import TensorBoard
 
-__all__ = ["TensorBoard"]
+__all__ = ["IsolateState", "TensorBoard"]
