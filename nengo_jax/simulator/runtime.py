@@ -147,6 +147,8 @@ class Runtime:
         #: The Keras model of the call in progress, whose variables hold the
         #: live parameters and state (see `live_values`)
         self._live_model = None
+        #: Whether that call carries the state from one minibatch to the next
+        self._live_stateful = False
 
     # -- calls ------------------------------------------------------------------------
 
@@ -364,7 +366,7 @@ class Runtime:
             optimizer = _built_optimizer(model)
             variables = optimizer.variables if optimizer is not None else []
             saved = [jnp.array(v.value, copy=True) for v in variables]
-            self._live_model = model
+            self._live_model, self._live_stateful = model, stateful
             try:
                 yield
             except BaseException:
@@ -372,7 +374,7 @@ class Runtime:
                     var.assign(value)
                 raise
             finally:
-                self._live_model = None
+                self._live_model, self._live_stateful = None, False
             if not commit:
                 return
             changes = {"params": model.param_values()} if trains else {}
@@ -392,6 +394,27 @@ class Runtime:
             model.jax_state_sync()
             return model.param_values(), model.state_values()
         return self.snapshot.params, self.snapshot.state
+
+    def restore_state(self, state: dict, n_steps: int):
+        """Return the simulation state and step count to ``state`` and ``n_steps``
+        (a `Snapshot`'s).
+
+        Outside a call, commits them (the parameters and probe data stay as
+        they are). During a Keras call that carries the state from one
+        minibatch to the next (``stateful``), loads them into its model, so
+        that the next minibatch starts from them and the call ends with them;
+        a call that is not stateful starts every minibatch from the
+        simulator's state and keeps none, so it is left alone.
+        """
+        model = self._live_model
+        if model is None:
+            with self.call("restore the state"):
+                self.commit(state=state, n_steps=n_steps)
+        elif self._live_stateful:
+            # Keras holds the values in its own state between steps: put them
+            # back in the variables, from which it reads them again
+            model.jax_state_sync()
+            model.set_state(state)
 
 
 def _built_optimizer(model):

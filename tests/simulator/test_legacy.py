@@ -10,7 +10,7 @@ from nengo.exceptions import ValidationError
 import nengo_jax
 from nengo_jax import losses, obj
 from nengo_jax.testing import assert_allclose
-from tests.test_callbacks import event_files, histograms, read_events
+from tests.callbacks.events import event_files, histograms, read_events
 
 MB = 4
 
