@@ -26,6 +26,12 @@ from nengo_jax.converter.activations import LINEAR
 from nengo_jax.tensor_node import TensorNode
 
 
+class UnconvertibleError(ValidationError, TypeError):
+    """A layer (or activation) with no native conversion, and no fallback
+    allowed: a `ValidationError` that is also the `TypeError` NengoDL raises
+    (so either ``except`` catches it)."""
+
+
 class LayerConverter:
     """Converts the calls of a Keras layer into Nengo objects.
 
@@ -383,7 +389,7 @@ class LayerConverter:
             return neurons, neurons
         name = getattr(activation, "__name__", repr(activation))
         if not self.converter.allow_fallback:
-            raise ValidationError(
+            raise UnconvertibleError(
                 f"Layer {self.layer.name!r} ({type(self.layer).__name__}) has the "
                 f"activation {name!r}, which has no Nengo neuron type; pass "
                 f"allow_fallback=True to compute it in a TensorNode, or map it to a "

@@ -24,6 +24,7 @@ from nengo.neurons import NeuronType
 
 from nengo_jax.config import configure_settings
 from nengo_jax.converter import activations, simulation
+from nengo_jax.converter.base import UnconvertibleError
 from nengo_jax.converter.fallback import add_fallback, is_neurons
 from nengo_jax.converter.graph import KerasMap, model_io, nodes_in_order
 
@@ -322,7 +323,7 @@ class Converter:
                 if self.allow_fallback:
                     self._warn_training_args(layer, training_args)
         if not self.allow_fallback:
-            raise ValidationError(
+            raise UnconvertibleError(
                 f"Layer {layer.name!r} ({type(layer).__name__}) cannot be converted "
                 f"to native Nengo objects: {reason}. Pass allow_fallback=True to "
                 "run it in a TensorNode, or register a converter with "

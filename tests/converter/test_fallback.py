@@ -49,8 +49,14 @@ def test_no_fallback_names_the_layer():
     model = seq((4,), keras.layers.Dense(3), Square(name="sq"))
     with pytest.raises(ValidationError, match="'sq' \\(Square\\).*no native"):
         nengo_jax.Converter(model, allow_fallback=False)
+    # (NengoDL 3.6 raises a TypeError for an unconvertible layer or activation:
+    # the error is both)
+    with pytest.raises(TypeError, match="'sq' \\(Square\\).*no native"):
+        nengo_jax.Converter(model, allow_fallback=False)
     model = seq((4,), keras.layers.Dense(3, activation="softmax", name="d"))
     with pytest.raises(ValidationError, match="'d'.*softmax"):
+        nengo_jax.Converter(model, allow_fallback=False)
+    with pytest.raises(TypeError, match="'d'.*softmax"):
         nengo_jax.Converter(model, allow_fallback=False)
     model = seq((6, 2), keras.layers.Conv1D(2, 3, dilation_rate=2, name="c"))
     with pytest.raises(ValidationError, match="'c'.*dilation_rate"):
