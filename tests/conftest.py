@@ -6,6 +6,8 @@ import zlib
 
 # Test modules import keras before nengo_jax (which would set this itself).
 os.environ.setdefault("KERAS_BACKEND", "jax")
+# Tests compile afresh: no persistent compilation cache (test_cache.py tests it)
+os.environ.setdefault("NENGO_JAX_CACHE_DIR", "off")
 
 import keras
 import pytest

@@ -23,6 +23,7 @@ from nengo.utils.progress import Progress, ProgressTracker
 import nengo_jax.ops  # noqa: F401  (registers the operator builders)
 from nengo_jax.config import Settings
 from nengo_jax.optimizer import own_copy, plan_operators
+from nengo_jax.program.cache import use_compilation_cache
 from nengo_jax.program.program import (
     RNG_KEY,
     compile_program,
@@ -117,18 +118,20 @@ class Simulator(
         self._batch_given = minibatch_size is not None
         self.minibatch_size = 1 if minibatch_size is None else int(minibatch_size)
         self.device = find_device(device)
-
+        use_compilation_cache()  # (on disk: a script run again compiles nothing)
         self.optimize = optimize
         given = model is not None
-        if model is None:
-            model = Model(
+        self.model = (
+            model
+            if given
+            else Model(
                 dt=float(dt),
                 label=f"{network}, dt={dt:f}",
                 decoder_cache=get_default_decoder_cache(),
             )
-        self.model = model
+        )
         self.settings = Settings.from_network(
-            network if network is not None else model.toplevel
+            network if network is not None else self.model.toplevel
         )
         with (
             gc_paused(),
