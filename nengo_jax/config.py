@@ -149,31 +149,46 @@ def configure_settings(**options):
         Adds a ``trainable`` config parameter to Ensembles, Connections and
         Neurons of the innermost active network with this default (None: the
         default choice, which trains connection weights, encoders and biases); then
-        ``net.config[obj].trainable`` sets it per object or class.
+        ``net.config[obj].trainable`` sets it per object or class. Default:
+        not set (everything but what learning rules change trains).
     planner, sorter, simplifications
         Graph optimisation stages (see ``nengo_jax.graph_optimizer``).
+        Defaults: the tree planner, `order_signals`, no simplifications.
     inference_only : bool
-        Build without support for training.
+        Build without support for training. Default: False.
     lif_smoothing : float or None
-        Train LIF neurons through SoftLIFRate with this ``sigma``.
-    dtype : "float32" or "float64"
-        Floating point precision of the simulation.
+        Train LIF neurons through SoftLIFRate with this ``sigma``. Default:
+        None (LIFRate).
+    dtype : "float32" or "float64" (or NumPy dtypes)
+        Floating point precision of the simulation. Default: "float32".
     keep_history : bool
         Whether probes keep every step (False: only the last); adds a
         ``keep_history`` config parameter to the network's Probes, so that
-        ``net.config[probe].keep_history`` sets it per probe.
+        ``net.config[probe].keep_history`` sets it per probe. Default: True.
     stateful : bool
-        Whether state carries over between calls.
+        Whether state carries over between calls. Default: True.
     use_loop : bool
-        Whether to run a loop over time (False: exactly ``unroll_simulation`` steps).
+        Whether to run a loop over time (False: exactly ``unroll_simulation``
+        steps). Default: True.
     learning_phase : bool or None
         Force training (True) or inference (False) behaviour everywhere.
+        Default: None (`fit` trains, every other call infers).
     surrogate_gradients : bool
         In training, keep spiking neurons spiking on the forward pass and
         backpropagate through their rate approximation (straight-through),
-        rather than running them as rates.
+        rather than running them as rates. Default: False.
     matmul_precision : "highest", "high" or "default"
         Precision of float32 matrix products on GPUs ("default" allows TF32).
+        Default: "highest".
+
+    Raises
+    ------
+    nengo.exceptions.NetworkContextError
+        If called outside a ``with network:`` block.
+    nengo.exceptions.ConfigError
+        If an option is unknown.
+    nengo.exceptions.ValidationError
+        If ``trainable`` or ``keep_history`` is not True, False or None.
     """
     if not nengo.Network.context:
         raise NetworkContextError(

@@ -139,18 +139,14 @@ class Simulator(
         ):
             if network is not None:
                 self.model.build(network, progress=pt.next_stage("Building", "Build"))
-            if given:
-                # the optimizer merges operators and signals on a copy: the
-                # model given keeps what Nengo built (as in NengoDL)
+            if given:  # (merged on a copy: it keeps what Nengo built, as NengoDL)
                 self.model = own_copy(self.model)
             with self._jax_scope():
                 self._build(pt)
 
-        if seed is None:
-            if network is not None and network.seed is not None:
-                seed = network.seed + 1
-            else:
-                seed = np.random.randint(maxint)
+        if seed is None:  # (as nengo.Simulator chooses it)
+            seeded = network is not None and network.seed is not None
+            seed = network.seed + 1 if seeded else np.random.randint(maxint)
         self.data = SimulationData(self)
         self.closed = False
         self.reset(seed=seed)
@@ -508,7 +504,8 @@ class Simulator(
         self.run_steps(steps, data=data, progress_bar=progress_bar, stateful=stateful)
 
     def step(self, data=None, stateful=None):
-        """Advance the simulation by one timestep (see `run_steps`)."""
+        """Advance the simulation by one timestep (``data`` and ``stateful`` as
+        in `run_steps`, ``data`` arrays with one step)."""
         self.run_steps(1, data=data, progress_bar=False, stateful=stateful)
 
     def run_steps(self, n_steps, data=None, progress_bar=None, stateful=None):
@@ -581,6 +578,8 @@ class Simulator(
         ----------
         sample_every : float
             Sampling period of the probe; None gives every timestep.
+        dt : float
+            Nengo's deprecated name of ``sample_every``.
         """
         if dt is not None:
             if sample_every is not None:

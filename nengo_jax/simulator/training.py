@@ -185,11 +185,23 @@ class KerasMethods:
             starts from the simulator's current state, which does not change.
         kwargs
             Passed on to `keras.Model.fit` (``epochs``, ``callbacks``,
-            ``validation_data``, ``shuffle``...).
+            ``validation_data``, ``shuffle``...). The validation data runs the
+            inference model, as `evaluate` does: with spiking neurons, its
+            ``val_loss`` is that of the spiking network.
 
         Returns
         -------
         keras.callbacks.History
+
+        Raises
+        ------
+        nengo.exceptions.SimulationError
+            If no optimizer and loss were compiled, the simulator was built with
+            ``inference_only=True``, or it is closed.
+        nengo.exceptions.ValidationError
+            If ``x`` or ``y`` do not fit the network: unknown objects, wrong
+            shapes, non-finite values, a probe with a loss but no targets.
+            Nothing is trained then.
         """
         self._check_open("fit")
         if self.settings.inference_only:
@@ -230,8 +242,27 @@ class KerasMethods:
     def evaluate(self, x=None, y=None, n_steps=None, stateful=False, **kwargs):
         """The loss (per probe and in total) and metrics, as `keras.Model.evaluate`.
 
+        Like `predict` and `run`, and unlike `fit`, this runs the inference
+        model: spiking neurons spike (unless ``configure_settings(
+        learning_phase=True)``), so a spiking network's loss here can be far
+        from the training loss `fit` reports (which uses rates), and so can
+        ``fit``'s ``val_loss``, computed the same way.
+
         Parameters are as in `fit`; the result is a dict unless
         ``return_dict=False`` is given.
+
+        Returns
+        -------
+        dict
+            ``"loss"`` (the total), ``"<probe>_loss"`` per probe with a loss,
+            and the metrics, as Keras names them.
+
+        Raises
+        ------
+        nengo.exceptions.SimulationError
+            If no loss was compiled, or the simulator is closed.
+        nengo.exceptions.ValidationError
+            If ``x`` or ``y`` is not valid for the network (see `fit`).
         """
         self._check_open("evaluate")
         model = self.keras_model
@@ -266,7 +297,27 @@ class KerasMethods:
         return self._by_probe(outputs)
 
     def predict_on_batch(self, x=None, n_steps=None, stateful=False):
-        """Simulate one minibatch of inputs (``batch == minibatch_size``)."""
+        """Simulate one minibatch of inputs, as `keras.Model.predict_on_batch`.
+
+        Parameters
+        ----------
+        x : dict or array or list
+            Input data as in `predict`, exactly ``minibatch_size`` items.
+        n_steps : int
+            Number of steps, needed only if ``x`` has no arrays.
+        stateful : bool
+            Whether the simulator keeps the final state (see `fit`).
+
+        Returns
+        -------
+        dict
+            Probe -> ``(minibatch_size, n_steps, size_in)`` array.
+
+        Raises
+        ------
+        nengo.exceptions.ValidationError
+            If ``x`` is not one minibatch of valid data.
+        """
         self._check_open("predict")
         x, _ = self._keras_data(x, None, n_steps, "predict_on_batch")
         batch = len(next(iter(x.values())))
