@@ -9,8 +9,8 @@ of pyproject.toml to its lower bound (``jax>=0.4.36`` becomes ``jax==0.4.36``),
 installs the package with those pins into ``.venv-lower-bounds`` (made with the
 oldest Python that ``requires-python`` allows; reused while the pins are
 unchanged), adds the pytest plugins of the ``tests`` extra (their newest
-versions), and runs a smoke subset of our tests: run, fit, TensorNode and the
-converter. Extra arguments go to pytest. Needs only ``python3``.
+versions), and runs a smoke subset of our tests: run, fit, interrupted calls,
+TensorNode and the converter. Extra arguments go to pytest. Needs only ``python3``.
 """
 
 import argparse
@@ -26,10 +26,11 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 VENV = ROOT / ".venv-lower-bounds"
 PYTHON = VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 
-#: Our tests that exercise run, fit, TensorNode and the converter.
+#: Our tests of run, fit (and interrupted calls), TensorNode and the converter.
 SMOKE_TESTS = [
     "tests/simulator/test_simulator.py",
     "tests/simulator/test_training.py",
+    "tests/simulator/test_runtime.py",
     "tests/test_tensor_node.py",
     "tests/converter",
 ]
