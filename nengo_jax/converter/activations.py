@@ -19,6 +19,7 @@ import warnings
 
 import keras
 import nengo
+import numpy as np
 from nengo.exceptions import ValidationError
 from nengo.neurons import NeuronType
 
@@ -75,6 +76,8 @@ def family(activation) -> str | None:
     else:
         name = getattr(activation, "__name__", None)
         module = getattr(activation, "__module__", None) or ""
+        if isinstance(activation, np.ufunc):
+            module = "numpy"  # NumPy 1.x ufuncs have no __module__
         if not isinstance(name, str) or module.split(".")[0] not in _LIBRARIES:
             return None
     name = _ALIASES.get(name, name)

@@ -385,6 +385,19 @@ def _known(options: tuple) -> bool:
     return True
 
 
+def enable_x64():
+    """JAX's 64-bit mode as a context manager.
+
+    ``jax.enable_x64`` from JAX 0.8 (JAX 0.10 removed the experimental one);
+    ``jax.experimental.enable_x64`` before (JAX 0.7 and older, on Python 3.10).
+    """
+    if hasattr(jax, "enable_x64"):
+        return jax.enable_x64(True)
+    from jax.experimental import enable_x64 as experimental_enable_x64
+
+    return experimental_enable_x64(True)
+
+
 def new_rng_state(seed: int):
     """The initial device PRNG key for ``seed``."""
     return jax.random.key_data(jax.random.PRNGKey(np.uint32(seed % 2**32)))

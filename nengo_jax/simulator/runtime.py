@@ -370,6 +370,10 @@ class Runtime:
             try:
                 yield
             except BaseException:
+                # Keras empties the variables it carries through a loop; an
+                # exception inside one leaves them empty (and the next call
+                # failing) unless its latest values are put back
+                model.jax_state_sync()
                 for var, value in zip(variables, saved, strict=True):
                     var.assign(value)
                 raise

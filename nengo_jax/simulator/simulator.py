@@ -27,6 +27,7 @@ from nengo_jax.program.cache import use_compilation_cache
 from nengo_jax.program.program import (
     RNG_KEY,
     compile_program,
+    enable_x64,
     find_device,
     new_rng_state,
 )
@@ -474,7 +475,7 @@ class Simulator(
     def _jax_scope(self):
         """JAX's 64-bit mode, scoped to this simulator, when dtype is float64."""
         if self.settings.dtype == "float64":
-            return jax.enable_x64(True)
+            return enable_x64()
         return contextlib.nullcontext()
 
     # -- running ------------------------------------------------------------------

@@ -23,6 +23,9 @@ from tests.helpers import (
     tensor_nodes,
 )
 
+#: ``jax.nn.identity`` (JAX 0.6 and later): one more spelling of "linear".
+JAX_IDENTITY = [jax.nn.identity] if hasattr(jax.nn, "identity") else []
+
 
 def test_swap_activations_and_spikes():
     model = randomize(seq((4,), keras.layers.Dense(8, activation="relu")))
@@ -181,7 +184,7 @@ def test_every_relu_spelling_swaps_every_relu(model):
             nengo.Tanh(tau_ref=1),
         ),
         (
-            ["linear", None, keras.activations.linear, jax.nn.identity],
+            ["linear", None, keras.activations.linear, *JAX_IDENTITY],
             lambda: seq((4,), keras.layers.Dense(3)),
             None,
         ),
@@ -310,7 +313,7 @@ def test_activation_family():
     for spelling, name in [
         ("relu", "relu"),
         (None, "linear"),
-        (jax.nn.identity, "linear"),
+        *[(identity, "linear") for identity in JAX_IDENTITY],
         (keras.activations.swish, "silu"),
         (jax.nn.swish, "silu"),
         (jax.nn.softmax, "softmax"),

@@ -273,6 +273,47 @@ def test_interrupted_first_fit_leaves_a_fresh_optimizer():
         assert all(not np.any(np.asarray(v.value)) for v in moments + velocities)
 
 
+class InterruptInLoop(keras.callbacks.Callback):
+    """Interrupts predict or evaluate after their second minibatch."""
+
+    def on_predict_batch_end(self, batch, logs=None):
+        if batch == 1:
+            raise KeyboardInterrupt
+
+    on_test_batch_end = on_predict_batch_end
+
+
+@pytest.mark.parametrize("method", ["predict", "evaluate"])
+def test_interrupted_predict_or_evaluate_then_fit_equals_twin(method):
+    """Keras empties the model's variables while it loops over minibatches; an
+    interrupted predict or evaluate left them empty, and the next fit failed."""
+    x = np.random.RandomState(0).uniform(-1, 1, size=(16, 1, 1))
+    args = (x,) if method == "predict" else (x, x**2)
+
+    def trained(interrupt):
+        with nengo_jax.Simulator(
+            ramp_net(), minibatch_size=4, progress_bar=False
+        ) as sim:
+            sim.compile(keras.optimizers.Adam(0.01), loss={"p": "mse"})
+            if interrupt:
+                before = committed(sim)
+                call = getattr(sim, method)
+                with pytest.raises(KeyboardInterrupt):
+                    call(*args, verbose=0, callbacks=[InterruptInLoop()])
+                assert_same(committed(sim), before)
+                assert int(np.asarray(sim.keras_model.training_calls.value)) == 0
+            sim.fit(x, x**2, epochs=2, verbose=0, shuffle=False)
+            calls = int(np.asarray(sim.keras_model.training_calls.value))
+            out = sim.predict(x, verbose=0)[sim.model.probes[0]]
+            return committed(sim), calls, out
+
+    (interrupted, calls_i, out_i) = trained(True)
+    (twin, calls_t, out_t) = trained(False)
+    assert_same(interrupted, twin)
+    assert calls_i == calls_t == 8  # 2 epochs of 4 minibatches
+    np.testing.assert_array_equal(out_i, out_t)
+
+
 # -- one call at a time -----------------------------------------------------------
 
 
