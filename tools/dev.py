@@ -1,9 +1,13 @@
 #!/usr/bin/env python3
-"""Set up a virtual environment for nengo-jax and run the example or the tests.
+"""Set up a virtual environment for nengo-jax and run the example, the tests or
+the documentation build.
 
     python3 tools/dev.py example    # set up, then run the main example
-    python3 tools/dev.py test       # set up, then run our tests and Nengo's suite,
-                                    # then our tests on an older instruction set
+    python3 tools/dev.py test       # set up, then run our tests, the docs build
+                                    # and its code, Nengo's suite, then our tests
+                                    # on an older instruction set
+    python3 tools/dev.py docs       # set up, then build docs/_build/html and run
+                                    # every code block of the pages
 
 Needs only ``python3``: everything else is installed into ``.venv`` (reused on
 later calls while pyproject.toml is unchanged). Extra arguments go to pytest.
@@ -22,7 +26,8 @@ PYTHON = VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 
 
 def setup():
-    """Create ``.venv`` and install the package with its test extras (once)."""
+    """Create ``.venv`` and install the package with its test and docs extras
+    (once)."""
     stamp = VENV / ".nengo-jax-installed"
     digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
     if stamp.exists() and stamp.read_text() == digest and PYTHON.exists():
@@ -32,7 +37,7 @@ def setup():
         venv.create(VENV, with_pip=True)
     pip = [str(PYTHON), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
     subprocess.run(pip + ["--upgrade", "pip"], check=True)
-    subprocess.run(pip + ["-e", f"{ROOT}[tests]"], check=True)
+    subprocess.run(pip + ["-e", f"{ROOT}[tests,docs]"], check=True)
     stamp.write_text(digest)
 
 
@@ -55,12 +60,45 @@ def nengo_site_packages():
 REDUCED_ISA = "SSE4_2"
 
 
+def test_env():
+    """The environment of the tests and the docs build: a HOME of their own
+    (Nengo's decoder cache, Keras's config) and no display."""
+    return dict(os.environ, HOME=str(ROOT / ".nengo-test-home"), MPLBACKEND="Agg")
+
+
+def build_docs():
+    """Build the HTML pages with warnings as errors, then run every code block
+    of the pages (and the doctests of the docstrings) with Sphinx's doctest
+    builder; returns the worse exit code."""
+    out = ROOT / "docs" / "_build"
+    sphinx = [str(PYTHON), "-m", "sphinx", "-q", "-W", "--keep-going"]
+    sphinx += ["-d", str(out / "doctrees")]
+    env = test_env()
+    print("Building the documentation (docs/_build/html)", flush=True)
+    # -E: read every page again, so that docstring changes always show
+    html = subprocess.run(
+        sphinx + ["-E", "-b", "html", "docs", str(out / "html")], cwd=ROOT, env=env
+    )
+    print("Running the code of the documentation", flush=True)
+    doctest = subprocess.run(
+        sphinx + ["-b", "doctest", "docs", str(out / "doctest")], cwd=ROOT, env=env
+    )
+    print(
+        f"docs html exit code {html.returncode}; docs doctest exit code "
+        f"{doctest.returncode} (report: docs/_build/doctest/output.txt)",
+        flush=True,
+    )
+    return html.returncode or doctest.returncode
+
+
 def run_tests(args):
-    """Our tests, Nengo's suite against nengo_jax.Simulator, then our tests again
-    with XLA limited to an older instruction set (no AVX, no FMA)."""
-    env = dict(os.environ, HOME=str(ROOT / ".nengo-test-home"), MPLBACKEND="Agg")
+    """Our tests, the docs build and its code, Nengo's suite against
+    nengo_jax.Simulator, then our tests again with XLA limited to an older
+    instruction set (no AVX, no FMA)."""
+    env = test_env()
     pytest = [str(PYTHON), "-m", "pytest", "-p", "no:cacheprovider", "-n", "2", "-rfEs"]
     ours = subprocess.run(pytest + ["tests"] + args, cwd=ROOT, env=env)
+    docs = build_docs()
     suite = subprocess.run(
         pytest
         + [
@@ -80,19 +118,21 @@ def run_tests(args):
         pytest + ["tests"] + args, cwd=ROOT, env=dict(env, XLA_FLAGS=flags)
     )
     print(
-        f"our tests exit code {ours.returncode}; Nengo suite exit code "
-        f"{suite.returncode}; our tests on {REDUCED_ISA} exit code "
+        f"our tests exit code {ours.returncode}; docs exit code {docs}; Nengo "
+        f"suite exit code {suite.returncode}; our tests on {REDUCED_ISA} exit code "
         f"{reduced.returncode}",
         flush=True,
     )
-    return ours.returncode or suite.returncode or reduced.returncode
+    return ours.returncode or docs or suite.returncode or reduced.returncode
 
 
 def main(argv):
-    if not argv or argv[0] not in ("example", "test"):
+    if not argv or argv[0] not in ("example", "test", "docs"):
         print(__doc__)
         return 2
     setup()
+    if argv[0] == "docs":
+        return build_docs()
     if argv[0] == "example":
         env = dict(os.environ, MPLBACKEND="Agg")
         return subprocess.run(
