@@ -474,9 +474,8 @@ class Simulator(
 
     def _jax_scope(self):
         """JAX's 64-bit mode, scoped to this simulator, when dtype is float64."""
-        if self.settings.dtype == "float64":
-            return enable_x64()
-        return contextlib.nullcontext()
+        x64 = self.settings.dtype == "float64"
+        return enable_x64() if x64 else contextlib.nullcontext()
 
     # -- running ------------------------------------------------------------------
 
