@@ -1,17 +1,16 @@
 """Graph optimisation settings for ``configure_settings``.
 
-As in NengoDL::
+As in NengoDL:
 
-    from nengo_jax import graph_optimizer
-
-    with nengo.Network() as net:
-        nengo_jax.configure_settings(
-            planner=graph_optimizer.noop_planner,
-            simplifications=[
-                graph_optimizer.remove_identity_muls,
-                graph_optimizer.remove_zero_incs,
-            ],
-        )
+>>> from nengo_jax import graph_optimizer
+>>> with nengo.Network() as net:
+...     nengo_jax.configure_settings(
+...         planner=graph_optimizer.noop_planner,
+...         simplifications=[
+...             graph_optimizer.remove_identity_muls,
+...             graph_optimizer.remove_zero_incs,
+...         ],
+...     )
 
 ``planner``
     A function ``(operators) -> list of groups``: which operators run together
