@@ -328,10 +328,8 @@ class Runtime:
         recorded = {}
         for probe, key, period, last_only in self._recording:
             values = outputs[key]
-            if last_only:  # keep_history=False: only the latest step
-                recorded[probe] = Recorded.of(np.swapaxes(values, 0, 1))
-                continue
-            if period is not None:
+            # (keep_history=False: the last step of each run, as NengoDL)
+            if period is not None and not last_only:
                 values = values[steps % period < 1]
             recorded[probe] = probes[probe].appended(np.swapaxes(values, 0, 1))
         return MappingProxyType(recorded)

@@ -464,6 +464,27 @@ def test_keep_history():
         assert sim.data[net2.p].shape == (1, 1)
 
 
+def test_keep_history_keeps_the_last_step_of_each_run():
+    """As NengoDL 3.6: runs of 20 and 30 steps and a step() keep 3 rows, the
+    probed time at steps 20, 50 and 51; a reset clears them."""
+    with nengo.Network() as net:
+        nengo_jax.configure_settings(keep_history=False)
+        node = nengo.Node(lambda t: [t] * 3)
+        probe = nengo.Probe(node)
+    for minibatch, shape in ((None, (3, 3)), (2, (2, 3, 3))):
+        with nengo_jax.Simulator(
+            net, minibatch_size=minibatch, progress_bar=False
+        ) as sim:
+            sim.run_steps(20)
+            sim.run_steps(30)
+            sim.step()
+            assert sim.data[probe].shape == shape
+            values = np.asarray(sim.data[probe]).reshape(-1, 3)[:, 0]
+            assert_allclose(values, np.tile([0.02, 0.05, 0.051], len(values) // 3))
+            sim.reset()
+            assert sim.data[probe].size == 0
+
+
 def test_stateful_setting_off():
     """stateful=False: every call starts from the initial state."""
     net = ramp_net(synapse=0.01)
