@@ -4,7 +4,6 @@ import functools
 
 import jax
 import numpy as np
-from nengo import Node
 from nengo.builder.operator import SimPyFunc
 
 from nengo_jax.program.host import (
@@ -28,7 +27,7 @@ class SimPyFuncBuilder(OpBuilder):
 
     def __init__(self, op, ctx):
         super().__init__(op, ctx)
-        self.label = _owner(op, ctx.model) or op.tag or str(op)
+        self.label = _owner(op, ctx) or op.tag or str(op)
         self.in_loop = op.x is not None or ctx.python_in_loop
         if not self.in_loop:
             shape = None if op.output is None else op.output.shape
@@ -88,12 +87,10 @@ class SimPyFuncBuilder(OpBuilder):
         return None if out is None else out.astype(self.ctx.dtype)
 
 
-def _owner(op, model) -> str | None:
+def _owner(op, ctx) -> str | None:
     """The Node whose function ``op`` calls (as users name it), if any."""
-    for obj, sigs in model.sig.items():
-        if isinstance(obj, Node) and any(
-            sig is not None and sigs.get(key) is sig
-            for key, sig in (("out", op.output), ("in", op.x))
-        ):
-            return str(obj)
+    for sig in (op.output, op.x):
+        node = ctx.node_of_signal.get(id(sig)) if sig is not None else None
+        if node is not None:
+            return str(node)
     return None

@@ -7,6 +7,7 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+from nengo import Node
 from nengo.builder.operator import SimPyFunc
 from nengo.exceptions import ValidationError
 
@@ -295,6 +296,12 @@ def compile_program(model, plan, settings, *, minibatch_size, unroll=1, device=N
         surrogate_gradients=settings.surrogate_gradients,
         learning_phase=settings.learning_phase,
         python_in_loop=_node_of_input(model, plan.operators),
+        node_of_signal={
+            id(sig): obj
+            for obj, sigs in model.sig.items()
+            if isinstance(obj, Node)
+            for sig in sigs.values()
+        },
     )
     builders = [builder_for(op)(op, ctx) for op in plan.operators]
     probe_keys = {probe: f"probe{i}" for i, (probe, _) in enumerate(probes)}

@@ -34,6 +34,8 @@ class BuildContext:
     #: A Node function of its input runs in the loop: Node functions of time
     #: run there too, in step order (they may share Python state with it).
     python_in_loop: bool = False
+    #: The Node of each Node signal, by id (to name a Node in messages).
+    node_of_signal: dict = field(default_factory=dict)
     #: Where host callbacks record what they raise (see `host_call`).
     host_errors: HostErrors = field(default_factory=HostErrors)
     warned: set = field(default_factory=set)
