@@ -19,6 +19,7 @@ import numpy as np
 from nengo_jax.program.host import compute_streams, host_call
 from nengo_jax.program.program import RNG_KEY
 from nengo_jax.simulator.inputs import STEPS_INPUT
+from nengo_jax.simulator.runtime import copies
 
 
 def variable_name(key: str) -> str:
@@ -235,15 +236,17 @@ class SimulatorModel(keras.Model):
         Copies, because Keras donates variable buffers to its compiled steps: the
         simulator's own arrays must survive a failed call.
         """
-        for key, var in self.param_vars.items():
-            var.assign(jnp.array(params[key], copy=True))
+        values = copies([params[key] for key in self.param_vars])
+        for var, value in zip(self.param_vars.values(), values, strict=True):
+            var.assign(value)
         self.set_state(state)
         self.stateful.assign(bool(stateful))
 
     def set_state(self, state):
         """Load a copy of ``state`` into the state variables."""
-        for key, var in self.state_vars.items():
-            var.assign(jnp.array(state[key], copy=True))
+        values = copies([state[key] for key in self.state_vars])
+        for var, value in zip(self.state_vars.values(), values, strict=True):
+            var.assign(value)
 
     def param_values(self) -> dict:
         return {key: var.value for key, var in self.param_vars.items()}
