@@ -63,6 +63,7 @@ class KerasMethods:
                     {self._output_name(p): k for p, k in self._probe_keys.items()},
                     step_key=self._layout.key(self.model.step),
                     training=self._runtime.training,
+                    sharding=self._runtime.placement.sharding,
                 )
                 _layer_weight_options(self.model, self._layout, self._keras)
         return self._keras
