@@ -13,8 +13,8 @@ the batch.
 Several processes (`keras.distribution.initialize`, i.e. ``jax.distributed``)
 run the same program on the devices of all of them: every process holds the
 whole minibatch of a run's inputs and gets the whole of its probe data back
-(each process puts only its own devices' share on them); Keras calls take each
-process's share of the data, as Keras's own multi-process training does.
+(each process puts only its own devices' share on them). Keras calls run on
+the devices of one process.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
-from nengo.exceptions import ValidationError
+from nengo.exceptions import SimulationError, ValidationError
 
 from nengo_jax.program.program import find_device
 
@@ -53,6 +53,9 @@ class Placement:
             self.batch_axis = distribution.batch_dim_name
             self._batched = NamedSharding(self.mesh, PartitionSpec(self.batch_axis))
             self._replicated = NamedSharding(self.mesh, PartitionSpec())
+            here = jax.process_index()
+            #: whether the mesh's devices are all this process's
+            self.local = all(d.process_index == here for d in self.mesh.devices.flat)
 
     @property
     def sharded(self) -> bool:
@@ -96,15 +99,30 @@ class Placement:
 
     def to_host(self, tree):
         """``tree`` as NumPy arrays, whole on every process."""
-        if self.mesh is None or jax.process_count() == 1:
+        if self.mesh is None or self.local:
             return jax.device_get(tree)
         return multihost_utils.process_allgather(tree, tiled=True)
 
-    def keras_scope(self):
-        """The context of this simulator's Keras calls: its distribution's scope
-        (Keras then splits each minibatch over the mesh as it does its own)."""
+    def keras_scope(self, what: str):
+        """The context of this simulator's Keras call ``what``: its distribution's
+        scope (Keras then splits each minibatch over the mesh as it does its own).
+
+        Raises
+        ------
+        SimulationError
+            With several processes: Keras would feed each its own share of the
+            data, which this simulator does not split yet.
+        """
         if self.distribution is None:
             return contextlib.nullcontext()
+        if not self.local:
+            raise SimulationError(
+                f"Cannot {what} across {jax.process_count()} processes: the Keras "
+                "calls of a Simulator run on the devices of one process (one "
+                "device or several); runs (run, run_steps) take several "
+                "processes. Give this Simulator device=jax.local_devices() to "
+                "train in each process."
+            )
         return self.distribution.scope()
 
     def adopt(self, variables):
@@ -125,7 +143,7 @@ class Placement:
         In one process, a plain `jax.device_put`. With several, every process
         holds the whole array and puts only its own devices' parts.
         """
-        if jax.process_count() == 1:
+        if self.local:
             return jax.device_put(tree, sharding)
 
         def put(x):

@@ -391,7 +391,7 @@ class Runtime:
         restored and nothing is committed. Only a call that ``trains`` commits
         parameters.
         """
-        with self.call(what), self.placement.keras_scope():
+        with self.call(what), self.placement.keras_scope(what):
             snapshot = self.snapshot
             model.set_values(snapshot.params, snapshot.state, stateful)
             optimizer = _built_optimizer(model)

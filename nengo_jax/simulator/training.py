@@ -57,7 +57,7 @@ class KerasMethods:
                     self._program,
                     self._layout.initial_params(),
                     self._layout.initial_state(self.minibatch_size)
-                    | {k: np.asarray(v) for k, v in self._state.items()},
+                    | self._placement.to_host(dict(self._state)),
                     masks,
                     self._input_signals(),
                     {self._output_name(p): k for p, k in self._probe_keys.items()},

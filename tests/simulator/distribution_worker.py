@@ -23,7 +23,7 @@ import jax
 import keras
 import nengo
 import numpy as np
-from nengo.exceptions import ValidationError
+from nengo.exceptions import SimulationError, ValidationError
 
 from nengo_jax.simulator.distribution import placement
 
@@ -178,11 +178,16 @@ def process_checks(process_id, port):
         sim.run_steps(STEPS, data={net.stim: data})
         sim.run_steps(7)
         probes = {str(i): sim.data[p] for i, p in enumerate(net.watched)}
+        try:
+            sim.predict({net.stim: data})
+        except SimulationError as e:
+            keras_error = str(e)
     np.savez(os.environ["WORKER_OUT"], **probes)
     return {
         "process_count": jax.process_count(),
         "global_devices": jax.device_count(),
         "local_devices": jax.local_device_count(),
+        "keras_error": keras_error,
     }
 
 
