@@ -179,7 +179,7 @@ def placement(device, minibatch_size: int) -> Placement:
         distribution.batch_dim_name
     ]
     if mesh.devices.size == 1:
-        return Placement(np.asarray(mesh.devices).flat[0])
+        return Placement(mesh.backend_mesh.devices.flat[0])
     if minibatch_size % n_shards != 0:
         fit = n_shards * max(1, round(minibatch_size / n_shards))
         raise ValidationError(
