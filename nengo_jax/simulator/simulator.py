@@ -63,10 +63,10 @@ class Simulator(
         A model to build into (or an already built model if ``network`` is None).
         It keeps the operators Nengo built: the Simulator optimizes a copy,
         which is ``sim.model``.
-    device : str, list or keras.distribution.Distribution
+    device : str, list or keras.distribution.DataParallel
         A JAX device (e.g. ``"cpu"``, ``"gpu:1"``), or several that split the
-        minibatch (a list, or a ``DataParallel``: see `.distribution`); None uses
-        the global Keras distribution if set, else JAX's default device.
+        minibatch (a list, or a Keras distribution; see the user guide, "Several
+        devices"); None: Keras's global distribution if set, else one device.
     unroll_simulation : int
         How many timesteps the time loop unrolls (``lax.scan``'s ``unroll``).
     minibatch_size : int
