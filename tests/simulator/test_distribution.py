@@ -62,9 +62,10 @@ def test_run_steps_on_four_devices_equals_one(four_devices):
     # the learned PES weights (state) are split along the batch axis ...
     assert four_devices["weights"] == {"devices": 4, "shard_shapes": [[2, 2, 40]]}
     # ... and every probe (spikes, a Python Node, noise, learned weights) is
-    # exactly what one device computes
+    # what one device computes, to float32 rounding (exactly, on AVX CPUs; a
+    # spike one step early or late would differ by 1 / dt = 1000)
     assert four_devices["run_nonzero"] > 0
-    assert four_devices["run_difference"] == 0
+    assert four_devices["run_difference"] < 1e-5
 
 
 def test_minibatch_not_divisible(four_devices):
@@ -84,7 +85,7 @@ def test_keras_calls_on_four_devices_equal_one(four_devices, how):
     result = four_devices[how]
     assert result["keras_devices"] == 4
     assert result["trained"] > 0.01  # (fit changed the outputs)
-    assert result["predict_before"] == 0
+    assert result["predict_before"] < 1e-6
     # float32 rounding: the gradient sums over the batch in another order
     assert result["params"] < 1e-6
     assert result["losses"] < 1e-5
@@ -129,7 +130,7 @@ def test_two_processes_equal_one(tmp_path):
     for i in range(2):
         got = np.load(tmp_path / f"{i}.npz")
         for j, value in enumerate(expected):
-            np.testing.assert_array_equal(got[str(j)], value)
+            np.testing.assert_allclose(got[str(j)], value, rtol=1e-6, atol=1e-5)
 
 
 def test_one_device_costs_nothing():
