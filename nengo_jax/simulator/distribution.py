@@ -48,24 +48,20 @@ class Placement:
         #: Keys of the arrays with a leading batch axis (see `put`).
         self.batched_keys = frozenset()
         self.mesh = None
+        #: Whether the devices are all this process's.
+        self.local = True
         if distribution is not None:
             self.mesh = distribution.device_mesh.backend_mesh
             self.batch_axis = distribution.batch_dim_name
             self._batched = NamedSharding(self.mesh, PartitionSpec(self.batch_axis))
             self._replicated = NamedSharding(self.mesh, PartitionSpec())
             here = jax.process_index()
-            #: whether the mesh's devices are all this process's
             self.local = all(d.process_index == here for d in self.mesh.devices.flat)
 
     @property
     def sharded(self) -> bool:
         """Whether the minibatch is split over several devices."""
         return self.mesh is not None
-
-    @property
-    def n_shards(self) -> int:
-        """How many parts the minibatch is split into."""
-        return 1 if self.mesh is None else self.mesh.shape[self.batch_axis]
 
     @property
     def first_device(self):
