@@ -29,8 +29,6 @@ from nengo_jax.simulator.distribution import placement
 
 MB = 8
 STEPS = 60
-# (two processes would share the decoder cache's lock)
-nengo.rc["decoder_cache"]["enabled"] = "False"
 
 
 def learning_net():
@@ -192,6 +190,8 @@ def process_checks(process_id, port):
 
 
 if __name__ == "__main__":
+    # (two processes would share the decoder cache's lock)
+    nengo.rc["decoder_cache"]["enabled"] = "False"
     if sys.argv[1] == "devices":
         out = devices_checks()
     else:
