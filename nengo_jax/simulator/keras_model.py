@@ -54,6 +54,10 @@ class SimulatorModel(keras.Model):
     training : callable
         ``training(keras_flag)``: whether a call runs the training version of
         the model (see `Runtime.training`).
+    sharding : callable
+        ``sharding(key)``: the `jax.sharding.Sharding` of the variable of a
+        parameter or state key (None: JAX's default device; see
+        `.distribution.Placement.sharding`).
     """
 
     def __init__(
@@ -66,6 +70,7 @@ class SimulatorModel(keras.Model):
         outputs,
         step_key,
         training=bool,
+        sharding=lambda key: None,
     ):
         super().__init__(name="nengo_jax_simulator")
         self.program = program
@@ -74,30 +79,40 @@ class SimulatorModel(keras.Model):
         self.output_keys = outputs
         self.step_key = step_key
         self.training = training
+        self.sharding = sharding
         self.param_vars = {
             key: keras.Variable(
                 value,
                 dtype=value.dtype,
                 trainable=key in masks,
                 name=variable_name(key),
+                layout=sharding(key),
             )
             for key, value in params.items()
         }
         self.state_vars = {
             key: keras.Variable(
-                value, dtype=value.dtype, trainable=False, name=variable_name(key)
+                value,
+                dtype=value.dtype,
+                trainable=False,
+                name=variable_name(key),
+                layout=sharding(key),
             )
             for key, value in state.items()
         }
         # whether a call keeps its final state (a variable: no retrace to change)
         self.stateful = keras.Variable(
-            False, dtype="bool", trainable=False, name="stateful"
+            False, dtype="bool", trainable=False, name="stateful", layout=sharding("")
         )
         # training calls so far: each draws new random numbers (e.g. Dropout
         # masks), although a training call keeps no state (a variable: Keras
         # carries it from one training step to the next)
         self.training_calls = keras.Variable(
-            0, dtype="uint32", trainable=False, name="training_calls"
+            0,
+            dtype="uint32",
+            trainable=False,
+            name="training_calls",
+            layout=sharding(""),
         )
         self.stream_cache = {}
         #: Losses over several outputs at once: ``(names, f(outputs, targets))``,
@@ -218,6 +233,12 @@ class SimulatorModel(keras.Model):
             errors=self.program.host_errors,
             what="the host inputs",
         )
+        replicated = self.sharding("")
+        if replicated is not None:
+            # (a callback called outside jit, as Keras calls the model to build
+            # it, returns arrays on one device: jit refuses them beside the
+            # mesh's)
+            values = jax.device_put(values, replicated)
         return {s.key: v for s, v in zip(streams, values, strict=True)}
 
     def _stream_values(self, stream, steps):

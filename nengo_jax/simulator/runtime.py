@@ -35,6 +35,7 @@ from nengo_jax.program.host import (
     user_traceback,
 )
 from nengo_jax.program.program import chunk_length
+from nengo_jax.simulator.distribution import Placement
 
 #: Longest chunk of a run, in steps (a power of two).
 MAX_CHUNK = 4096
@@ -113,12 +114,23 @@ class Runtime:
     on_params : callable or None
         Called with the new parameters after a commit that changes them (the
         Simulator writes Keras layers' weights back into their variables).
+    placement : Placement or None
+        The devices that the arrays live on (None: JAX's default device).
     """
 
     def __init__(
-        self, program, probe_keys, dt, scope, learning_phase=None, on_params=None
+        self,
+        program,
+        probe_keys,
+        dt,
+        scope,
+        learning_phase=None,
+        on_params=None,
+        placement=None,
     ):
         self.program = program
+        self.placement = Placement() if placement is None else placement
+        self.placement.batched_keys = frozenset(program.layout.state_keys)
         self.probe_keys = dict(probe_keys)
         last_only = {key for key, _ in program.last_only}
         #: (probe, output key, sampling period in steps, keeps only the last step)
@@ -250,16 +262,26 @@ class Runtime:
             )
         }
         dtype = program.layout.dtype
+        batched = {s.key: s.batched for s in streams}
         for i, value in enumerate(node_data.values()):
             xs[f"data{i}"] = np.swapaxes(value, 0, 1).astype(dtype)
+            batched[f"data{i}"] = True
         training = self.training(training)
+        place = self.placement
         if program.use_loop:
-            state, outputs = self._run_chunks(snapshot, xs, n_steps, fed, training)
+            state, outputs = self._run_chunks(
+                snapshot, xs, batched, n_steps, fed, training
+            )
         else:  # every step written out: exactly unroll_simulation steps
             state, outputs = program.run(
-                snapshot.params, snapshot.state, xs, n_steps, fed, training
+                snapshot.params,
+                snapshot.state,
+                place.inputs(xs, batched),
+                n_steps,
+                fed,
+                training,
             )
-            outputs = jax.device_get(outputs)
+            outputs = place.to_host(outputs)
         outputs = program.unpack(outputs)
         self.commit(
             Snapshot(
@@ -270,9 +292,14 @@ class Runtime:
             )
         )
 
-    def _run_chunks(self, snapshot, xs, n_steps, fed, training):
-        """The final state and packed outputs of ``n_steps``, run in chunks."""
-        program = self.program
+    def _run_chunks(self, snapshot, xs, batched, n_steps, fed, training):
+        """The final state and packed outputs of ``n_steps``, run in chunks.
+
+        Each chunk's probe rows are copied to the host as soon as it is done
+        (and its device buffers dropped), so that the device memory a run
+        takes does not grow with its length.
+        """
+        program, place = self.program, self.placement
         state, history, start = snapshot.state, [], 0
         while start < n_steps:
             self.check_interrupt()
@@ -284,20 +311,27 @@ class Runtime:
             traces, began = program.trace_count, time.perf_counter()
             if self._exact(count):
                 state, (rows, last) = program.run(
-                    snapshot.params, state, chunk, count, fed, training
+                    snapshot.params,
+                    state,
+                    place.inputs(chunk, batched),
+                    count,
+                    fed,
+                    training,
                 )
             else:
                 length = chunk_length(count)
                 state, (rows, last) = program.run_chunk(
                     snapshot.params,
                     state,
-                    {k: _padded(v, length) for k, v in chunk.items()},
+                    place.inputs(
+                        {k: _padded(v, length) for k, v in chunk.items()}, batched
+                    ),
                     np.int32(count),
                     length=length,
                     fed=fed,
                     training=training,
                 )
-            rows, last = jax.device_get((rows, last))  # (one transfer)
+            rows, last = place.to_host((rows, last))  # (one transfer)
             history.append(rows[:count])
             if program.trace_count == traces:  # (a compile is no measure)
                 self._adapt_chunks(count, time.perf_counter() - began)
@@ -357,11 +391,12 @@ class Runtime:
         restored and nothing is committed. Only a call that ``trains`` commits
         parameters.
         """
-        with self.call(what):
+        with self.call(what), self.placement.keras_scope(what):
             snapshot = self.snapshot
             model.set_values(snapshot.params, snapshot.state, stateful)
             optimizer = _built_optimizer(model)
             variables = optimizer.variables if optimizer is not None else []
+            self.placement.adopt(model.variables + model.metrics_variables + variables)
             saved = copies([v.value for v in variables])
             self._live_model, self._live_stateful = model, stateful
             try:

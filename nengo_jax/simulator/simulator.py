@@ -7,16 +7,11 @@ import logging
 import warnings
 from types import MappingProxyType
 
-import jax
 import numpy as np
 from nengo import Node
 from nengo.builder import Model
 from nengo.cache import get_default_decoder_cache
-from nengo.exceptions import (
-    ReadonlyError,
-    SimulatorClosed,
-    ValidationError,
-)
+from nengo.exceptions import ReadonlyError, SimulatorClosed, ValidationError
 from nengo.utils.numpy import maxint
 from nengo.utils.progress import Progress, ProgressTracker
 
@@ -28,10 +23,10 @@ from nengo_jax.program.program import (
     RNG_KEY,
     compile_program,
     enable_x64,
-    find_device,
     new_rng_state,
 )
 from nengo_jax.simulator.data import SignalValues, SimulationData
+from nengo_jax.simulator.distribution import placement
 from nengo_jax.simulator.freeze import FreezeMethods
 from nengo_jax.simulator.gradients import GradientCheck
 from nengo_jax.simulator.inputs import InputChecker, check_seconds, keras_names
@@ -68,9 +63,10 @@ class Simulator(
         A model to build into (or an already built model if ``network`` is None).
         It keeps the operators Nengo built: the Simulator optimizes a copy,
         which is ``sim.model``.
-    device : str
-        A JAX device (e.g. ``"cpu"``, ``"gpu"``, ``"gpu:1"``); None uses JAX's
-        default device.
+    device : str, list or keras.distribution.DataParallel
+        A JAX device (e.g. ``"cpu"``, ``"gpu:1"``), or several that split the
+        minibatch (a list, or a Keras distribution; see the user guide, "Several
+        devices"); None: Keras's global distribution if set, else one device.
     unroll_simulation : int
         How many timesteps the time loop unrolls (``lax.scan``'s ``unroll``).
     minibatch_size : int
@@ -118,7 +114,8 @@ class Simulator(
             )
         self._batch_given = minibatch_size is not None
         self.minibatch_size = 1 if minibatch_size is None else int(minibatch_size)
-        self.device = find_device(device)
+        self._placement = placement(device, self.minibatch_size)
+        self.device = self._placement.first_device
         use_compilation_cache()  # (on disk: a script run again compiles nothing)
         self.optimize = optimize
         given = model is not None
@@ -209,6 +206,7 @@ class Simulator(
             scope=self._jax_scope,
             learning_phase=self.settings.learning_phase,
             on_params=self._write_layers,
+            placement=self._placement,
         )
 
     unroll = property(lambda self: self.unroll_simulation, doc="unroll_simulation")
@@ -306,8 +304,8 @@ class Simulator(
             "unroll_simulation": self.unroll_simulation,
             "closed": self.closed,
             "n_steps": snapshot.n_steps,
-            "params": None if self.closed else jax.device_get(snapshot.params),
-            "state": None if self.closed else jax.device_get(snapshot.state),
+            "params": None if self.closed else self._placement.to_host(snapshot.params),
+            "state": None if self.closed else self._placement.to_host(snapshot.state),
             "probes": {p: r.values() for p, r in snapshot.probes.items()},
         }
 
@@ -355,8 +353,10 @@ class Simulator(
             with runtime.call("close"):
                 snapshot = runtime.snapshot
                 runtime.commit(
-                    params=jax.device_get(snapshot.params),
-                    state=jax.device_get({k: snapshot.state[k] for k in learned}),
+                    params=self._placement.to_host(snapshot.params),
+                    state=self._placement.to_host(
+                        {k: snapshot.state[k] for k in learned}
+                    ),
                 )
         self.closed = True
         self._keras = None
@@ -470,7 +470,7 @@ class Simulator(
 
     def _to_device(self, tree):
         with self._jax_scope():
-            return jax.device_put(tree, self.device)
+            return self._placement.put(tree)
 
     def _jax_scope(self):
         """JAX's 64-bit mode, scoped to this simulator, when dtype is float64."""

@@ -57,12 +57,13 @@ class KerasMethods:
                     self._program,
                     self._layout.initial_params(),
                     self._layout.initial_state(self.minibatch_size)
-                    | {k: np.asarray(v) for k, v in self._state.items()},
+                    | self._placement.to_host(dict(self._state)),
                     masks,
                     self._input_signals(),
                     {self._output_name(p): k for p, k in self._probe_keys.items()},
                     step_key=self._layout.key(self.model.step),
                     training=self._runtime.training,
+                    sharding=self._runtime.placement.sharding,
                 )
                 _layer_weight_options(self.model, self._layout, self._keras)
         return self._keras

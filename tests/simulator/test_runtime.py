@@ -184,7 +184,7 @@ def no_memory(*args):
         (raiser(MemoryError("no memory in the Node")), None, SimulationError),
         (
             None,
-            lambda sim, m: m.setattr(runtime_module.jax, "device_get", interrupt),
+            lambda sim, m: m.setattr(sim._runtime.placement, "to_host", interrupt),
             KeyboardInterrupt,
         ),
         (

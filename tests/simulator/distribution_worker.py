@@ -1,0 +1,199 @@
+"""Runs in a process of its own, started by ``test_distribution.py``.
+
+The test process has initialised JAX with one CPU device; this script is run
+with ``XLA_FLAGS=--xla_force_host_platform_device_count=4`` (four CPU
+devices), or as one of two processes of a ``jax.distributed`` job. It measures
+and prints one JSON object (its last line of output); the tests assert on it.
+
+Usage::
+
+    python distribution_worker.py devices
+    python distribution_worker.py process <process_id> <port>
+"""
+
+import json
+import os
+import sys
+
+os.environ.setdefault("KERAS_BACKEND", "jax")
+os.environ.setdefault("NENGO_JAX_CACHE_DIR", "off")
+
+import nengo_jax  # noqa: I001  (before keras: sets its backend)
+import jax
+import keras
+import nengo
+import numpy as np
+from nengo.exceptions import SimulationError, ValidationError
+
+from nengo_jax.simulator.distribution import placement
+
+MB = 8
+STEPS = 60
+
+
+def learning_net():
+    """Spiking ensembles, a PES rule (learned per-item weights), device noise, a
+    host process, a Python Node function, and an input Node for ``data``."""
+    with nengo.Network(seed=0) as net:
+        net.stim = nengo.Node(np.zeros(2), label="stim")
+        wave = nengo.Node(nengo.processes.WhiteSignal(1, 5), size_out=2)
+        a = nengo.Ensemble(40, 2, neuron_type=nengo.LIF())
+        b = nengo.Ensemble(30, 2, noise=nengo.processes.WhiteNoise())
+        nengo.Connection(net.stim, a)
+        nengo.Connection(wave, a)
+        conn = nengo.Connection(a, b, learning_rule_type=nengo.PES(1e-3))
+        error = nengo.Node(size_in=2)
+        nengo.Connection(b, error)
+        nengo.Connection(net.stim, error, transform=-1)
+        nengo.Connection(error, conn.learning_rule)
+        doubled = nengo.Node(lambda t, x: 2 * x, size_in=2)
+        nengo.Connection(b, doubled)
+        net.watched = [
+            nengo.Probe(b, synapse=0.01),
+            nengo.Probe(a.neurons),
+            nengo.Probe(doubled),
+            nengo.Probe(conn, "weights", sample_every=0.01),
+        ]
+    return net
+
+
+def rate_net():
+    """A rate network to train: its outputs are smooth functions of the weights."""
+    with nengo.Network(seed=1) as net:
+        net.stim = nengo.Node(np.zeros(2), label="stim")
+        a = nengo.Ensemble(30, 2, neuron_type=nengo.LIFRate())
+        b = nengo.Ensemble(20, 2, neuron_type=nengo.LIFRate())
+        nengo.Connection(net.stim, a, synapse=None)
+        nengo.Connection(a, b, synapse=0.005)
+        net.out = nengo.Probe(b, synapse=0.01)
+    return net
+
+
+def biggest_difference(a, b):
+    return max(float(np.max(np.abs(a[k] - b[k]))) for k in a)
+
+
+def spread(array):
+    """Devices holding ``array`` and the shape of the part on each."""
+    shapes = {tuple(shard.data.shape) for shard in array.addressable_shards}
+    return {"devices": len(array.sharding.device_set), "shard_shapes": list(shapes)}
+
+
+def runs(device):
+    """Probe data of two runs (the first given ``data``); the sharding of the
+    learned weights."""
+    net = learning_net()
+    data = np.random.RandomState(0).randn(MB, STEPS, 2)
+    with nengo_jax.Simulator(
+        net, minibatch_size=MB, device=device, progress_bar=False
+    ) as sim:
+        sim.run_steps(STEPS, data={net.stim: data})
+        sim.run_steps(7)
+        probes = {str(i): sim.data[p] for i, p in enumerate(net.watched)}
+        state = sim._runtime.snapshot.state
+        weights = max(state.values(), key=lambda v: v.ndim)
+    return probes, spread(weights)
+
+
+def training(device):
+    """Results of predict, fit (SGD), evaluate and predict again."""
+    net = rate_net()
+    rng = np.random.RandomState(2)
+    x = rng.uniform(-1, 1, size=(2 * MB, 20, 2)).astype(np.float32)
+    y = np.roll(x, 1, axis=-1)
+    with nengo_jax.Simulator(
+        net, minibatch_size=MB, device=device, progress_bar=False, seed=3
+    ) as sim:
+        before = sim.predict({net.stim: x}, verbose=0)[net.out]
+        sim.compile(optimizer=keras.optimizers.SGD(0.01), loss={net.out: "mse"})
+        history = sim.fit(
+            {net.stim: x}, {net.out: y}, epochs=3, shuffle=False, verbose=0
+        )
+        loss = sim.evaluate({net.stim: x}, {net.out: y}, verbose=0)["loss"]
+        after = sim.predict({net.stim: x}, verbose=0)[net.out]
+        params = {k: np.asarray(v) for k, v in sim._runtime.snapshot.params.items()}
+        variables = sim.keras_model.variables
+        devices = max(len(v.value.sharding.device_set) for v in variables)
+    return {
+        "before": before,
+        "after": after,
+        "losses": np.array(history.history["loss"] + [loss]),
+        "params": params,
+        "devices": devices,
+    }
+
+
+def compare_training(one, many):
+    scale = max(float(np.max(np.abs(v))) for v in one["params"].values())
+    return {
+        "predict_before": biggest_difference(
+            {"0": one["before"]}, {"0": many["before"]}
+        ),
+        "predict_after": biggest_difference({"0": one["after"]}, {"0": many["after"]}),
+        "losses": float(np.max(np.abs(one["losses"] - many["losses"]))),
+        "trained": float(np.max(np.abs(one["after"] - one["before"]))),
+        "params": biggest_difference(one["params"], many["params"]) / scale,
+        "keras_devices": many["devices"],
+    }
+
+
+def devices_checks():
+    devices = jax.devices()
+    result = {"n_devices": len(devices)}
+    one, _ = runs(None)
+    many, result["weights"] = runs(devices)
+    result["run_difference"] = biggest_difference(one, many)
+    result["run_nonzero"] = min(float(np.max(np.abs(v))) for v in one.values())
+    one_listed = placement(devices[:1], MB)
+    result["one_listed"] = [one_listed.sharded, one_listed.device.id]
+    try:
+        nengo_jax.Simulator(
+            rate_net(), minibatch_size=6, device=devices, progress_bar=False
+        )
+    except ValidationError as e:
+        result["error"] = str(e)
+    reference = training(None)
+    result["train_devices"] = compare_training(reference, training(devices))
+    keras.distribution.set_distribution(keras.distribution.DataParallel())
+    result["train_global"] = compare_training(reference, training(None))
+    return result
+
+
+def process_checks(process_id, port):
+    """One of two processes (two CPU devices each): a run over all four
+    devices, with the whole minibatch given to every process."""
+    keras.distribution.initialize(
+        f"localhost:{port}", num_processes=2, process_id=process_id
+    )
+    net = learning_net()
+    data = np.random.RandomState(0).randn(MB, STEPS, 2)
+    with nengo_jax.Simulator(
+        net,
+        minibatch_size=MB,
+        device=keras.distribution.DataParallel(),
+        progress_bar=False,
+    ) as sim:
+        sim.run_steps(STEPS, data={net.stim: data})
+        sim.run_steps(7)
+        probes = {str(i): sim.data[p] for i, p in enumerate(net.watched)}
+        try:
+            sim.predict({net.stim: data})
+        except SimulationError as e:
+            keras_error = str(e)
+    np.savez(os.environ["WORKER_OUT"], **probes)
+    return {
+        "process_count": jax.process_count(),
+        "global_devices": jax.device_count(),
+        "local_devices": jax.local_device_count(),
+        "keras_error": keras_error,
+    }
+
+
+if __name__ == "__main__":
+    # (two processes would share the decoder cache's lock)
+    nengo.rc["decoder_cache"]["enabled"] = "False"
+    if sys.argv[1] == "devices":
+        out = devices_checks()
+    else:
+        out = process_checks(int(sys.argv[2]), int(sys.argv[3]))
+    print(json.dumps(out))

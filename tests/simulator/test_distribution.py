@@ -1,0 +1,191 @@
+"""Data parallel simulation over several devices and several processes.
+
+This process has initialised JAX with one CPU device, so the checks run in
+processes of their own (`distribution_worker`): one with four CPU devices,
+and two of a ``jax.distributed`` job with two devices each. Each prints what it
+measured; these tests assert on it, comparing with one device.
+"""
+
+import json
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+
+import jax
+import nengo
+import numpy as np
+import pytest
+from nengo.exceptions import ValidationError
+
+import nengo_jax
+from nengo_jax.simulator.distribution import placement
+from tests.simulator import distribution_worker as worker
+
+WORKER = pathlib.Path(worker.__file__)
+ROOT = WORKER.parents[2]
+
+
+def _environment(n_devices, **extra):
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = (
+        env.get("XLA_FLAGS", "")
+        + f" --xla_force_host_platform_device_count={n_devices}"
+    )
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    env.update(extra)
+    return env
+
+
+def _last_json(output: str) -> dict:
+    return json.loads(output.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def four_devices():
+    """What the worker measured with four CPU devices."""
+    done = subprocess.run(
+        [sys.executable, str(WORKER), "devices"],
+        env=_environment(4),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return _last_json(done.stdout)
+
+
+def test_run_steps_on_four_devices_equals_one(four_devices):
+    assert four_devices["n_devices"] == 4
+    # the learned PES weights (state) are split along the batch axis ...
+    assert four_devices["weights"] == {"devices": 4, "shard_shapes": [[2, 2, 40]]}
+    # ... and every probe (spikes, a Python Node, noise, learned weights) is
+    # what one device computes, to float32 rounding (exactly, on AVX CPUs; a
+    # spike one step early or late would differ by 1 / dt = 1000)
+    assert four_devices["run_nonzero"] > 0
+    assert four_devices["run_difference"] < 1e-5
+
+
+def test_minibatch_not_divisible(four_devices):
+    message = four_devices["error"]
+    assert "minibatch_size" in message
+    assert "multiple of the 4 devices" in message
+    assert "got minibatch_size=6" in message
+
+
+def test_one_device_in_a_list_is_not_sharded(four_devices):
+    assert four_devices["one_listed"] == [False, 0]
+
+
+@pytest.mark.parametrize("how", ["train_devices", "train_global"])
+def test_keras_calls_on_four_devices_equal_one(four_devices, how):
+    """``device=jax.devices()``, or the global Keras ``DataParallel``."""
+    result = four_devices[how]
+    assert result["keras_devices"] == 4
+    assert result["trained"] > 0.01  # (fit changed the outputs)
+    assert result["predict_before"] < 1e-6
+    # float32 rounding: the gradient sums over the batch in another order
+    assert result["params"] < 1e-6
+    assert result["losses"] < 1e-5
+    assert result["predict_after"] < 1e-5
+
+
+def test_two_processes_equal_one(tmp_path):
+    """A run over the four devices of two processes (``jax.distributed`` on the
+    CPU, with gloo collectives) records what one device does."""
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        port = s.getsockname()[1]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(WORKER), "process", str(i), str(port)],
+            env=_environment(2, WORKER_OUT=str(tmp_path / f"{i}.npz")),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    outputs = [p.communicate(timeout=300) for p in procs]
+    for p, (_, err) in zip(procs, outputs, strict=True):
+        assert p.returncode == 0, err[-3000:]
+    for out, _ in outputs:
+        measured = _last_json(out)
+        assert measured.pop("keras_error").startswith(
+            "Cannot predict across 2 processes"
+        )
+        assert measured == {
+            "process_count": 2,
+            "global_devices": 4,
+            "local_devices": 2,
+        }
+    net = worker.learning_net()
+    data = np.random.RandomState(0).randn(worker.MB, worker.STEPS, 2)
+    with nengo_jax.Simulator(net, minibatch_size=worker.MB, progress_bar=False) as sim:
+        sim.run_steps(worker.STEPS, data={net.stim: data})
+        sim.run_steps(7)
+        expected = [sim.data[p] for p in net.watched]
+    for i in range(2):
+        got = np.load(tmp_path / f"{i}.npz")
+        for j, value in enumerate(expected):
+            np.testing.assert_allclose(got[str(j)], value, rtol=1e-6, atol=1e-5)
+
+
+def test_one_device_costs_nothing():
+    """Without several devices, arrays go where they always did."""
+    place = placement(None, 8)
+    assert not place.sharded and place.device is None
+    assert place.inputs({"x": np.zeros(3)}, {"x": True})["x"] is not None
+    assert placement("cpu", 8).device == jax.devices("cpu")[0]
+
+
+def test_bad_device():
+    with pytest.raises(ValidationError, match="a list of devices.*got 3.5"):
+        placement(3.5, 8)
+    with pytest.raises(ValidationError, match="at least one device"):
+        placement([], 8)
+
+
+def test_long_run_device_memory_stays_flat(monkeypatch):
+    """A long run streams its probe data to the host chunk by chunk: the device
+    arrays alive when each chunk's rows are fetched stay the same however many
+    chunks came before, and the run leaves none behind.
+
+    (40,000 steps rather than the 100,000 of the issue: ten chunks show the
+    same, and the 1000-neuron probe's data takes 160 MB of host memory.)
+    """
+    from nengo_jax.simulator.distribution import Placement
+    from nengo_jax.simulator.runtime import MAX_CHUNK
+
+    def live():
+        return sum(a.nbytes for a in jax.live_arrays())
+
+    fetched = []
+    to_host = Placement.to_host
+
+    def recording(self, tree):
+        jax.block_until_ready(tree)
+        fetched.append(live())
+        return to_host(self, tree)
+
+    with nengo.Network(seed=0) as net:
+        ens = nengo.Ensemble(1000, 1)
+        probe = nengo.Probe(ens.neurons)
+    with nengo_jax.Simulator(net, progress_bar=False) as sim:
+        sim.run_steps(1000)
+        after_short = live()
+        monkeypatch.setattr(Placement, "to_host", recording)
+        sim.run_steps(40_000)
+        monkeypatch.undo()
+        assert live() == after_short
+        assert sim._runtime.snapshot.probes[probe].n == 2  # (both runs recorded)
+    chunk_bytes = min(sim._runtime.chunk_limit, MAX_CHUNK) * 1000 * 4
+    assert len(fetched) >= 10
+    # each chunk: the state and parameters (the run's first state, and the
+    # chunk's new one), and that chunk's rows alone
+    assert max(fetched) <= 2 * after_short + chunk_bytes
+    # (the full chunks alike, the last one shorter)
+    assert fetched[1:-1] == [fetched[0]] * (len(fetched) - 2)
+    assert fetched[-1] < fetched[0]
