@@ -87,7 +87,8 @@ def header_lines(args: argparse.Namespace) -> list[str]:
     lines = machine_lines("nengo-jax benchmarks")
     lines.insert(
         -2,
-        f"- Settings: {args.steps} steps per run, {args.repeats} timed repeats, "
+        f"- Settings: {args.steps} steps per run, {args.repeats} timed repeats "
+        f"(steady time: their {getattr(args, 'statistic', 'median')}), "
         f"scale {args.scale:g}, dt 0.001, seed {args.seed}",
     )
     return lines
@@ -100,8 +101,9 @@ Notes:
   and operator builders), with the decoder cache off for both simulators.
 - *first run s*: the first `run_steps(steps)`; for nengo_jax it includes tracing
   and XLA compilation.
-- *steady s/1000 steps*: the median of the timed repeats after the first run,
-  per 1000 steps. Probes are recorded in every run.
+- *steady s/1000 steps*: the median (or with `--statistic min` the fastest) of
+  the timed repeats after the first run, per 1000 steps. Probes are recorded
+  in every run.
 - `nengo.Simulator` has no minibatch: the *nengo xN* rows are N sequential runs,
   i.e. N times the measured minibatch-1 steady time (not measured separately).
 - *vs nengo*: nengo steady time (times the minibatch size) over this row's
