@@ -140,7 +140,9 @@ def reproducer():
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--oracle", help="NengoDL's venv python (optional)")
+    parser.add_argument(
+        "--oracle", help="NengoDL's venv (or its python), optional: see oracle.py"
+    )
     parser.add_argument("--reproducer", action="store_true")
     parser.add_argument("--out", help="also write the Markdown report here")
     parser.add_argument("--one", nargs=3, help=argparse.SUPPRESS)
@@ -151,8 +153,14 @@ def main(argv=None):
         return
 
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from oracle import find_oracle
     from report import machine_lines
 
+    if args.oracle:  # a venv folder or its python; an error if no nengo_dl
+        try:
+            args.oracle = find_oracle(args.oracle)
+        except ValueError as e:
+            raise SystemExit(f"error: {e}") from None
     lines = machine_lines("Training convolutional networks (fit epochs)")
     if args.oracle:
         version = subprocess.run(

@@ -9,6 +9,7 @@ import platform
 import shlex
 import sys
 from dataclasses import dataclass
+from typing import Any
 
 import jax
 import nengo
@@ -29,9 +30,24 @@ class Row:
     build_s: float | None = None
     first_s: float | None = None
     steady_s: float | None = None  # per 1000 steps
-    speedup: float | None = None
+    speedup: float | None = None  # over nengo
+    speedup_dl: float | None = None  # over NengoDL, same minibatch
     derived: bool = False
     error: str | None = None
+    traffic: Any = None  # bandwidth.StepTraffic, for the bandwidth columns
+    gbps: float | None = None  # bytes moved per second (the traffic model's)
+    of_dram: float | None = None  # that over the DRAM copy bandwidth
+    of_cache: float | None = None  # over the copy bandwidth at the working set
+    gflops: float | None = None
+
+    def bound(self, dram: float, cache: float) -> None:
+        """Fill the bandwidth columns from ``traffic`` and the steady time,
+        given the copy bandwidths (bytes/s) from DRAM and at the working set."""
+        seconds = self.steady_s / 1000
+        self.gbps = self.traffic.bytes_per_step / seconds / 1e9
+        self.of_dram = self.gbps * 1e9 / dram
+        self.of_cache = self.gbps * 1e9 / cache
+        self.gflops = self.traffic.flops / seconds / 1e9
 
 
 def cpu_model() -> str:
@@ -71,7 +87,8 @@ def header_lines(args: argparse.Namespace) -> list[str]:
     lines = machine_lines("nengo-jax benchmarks")
     lines.insert(
         -2,
-        f"- Settings: {args.steps} steps per run, {args.repeats} timed repeats, "
+        f"- Settings: {args.steps} steps per run, {args.repeats} timed repeats "
+        f"(steady time: their {getattr(args, 'statistic', 'median')}), "
         f"scale {args.scale:g}, dt 0.001, seed {args.seed}",
     )
     return lines
@@ -84,12 +101,26 @@ Notes:
   and operator builders), with the decoder cache off for both simulators.
 - *first run s*: the first `run_steps(steps)`; for nengo_jax it includes tracing
   and XLA compilation.
-- *steady s/1000 steps*: the median of the timed repeats after the first run,
-  per 1000 steps. Probes are recorded in every run.
+- *steady s/1000 steps*: the median (or with `--statistic min` the fastest) of
+  the timed repeats after the first run, per 1000 steps. Probes are recorded
+  in every run.
 - `nengo.Simulator` has no minibatch: the *nengo xN* rows are N sequential runs,
   i.e. N times the measured minibatch-1 steady time (not measured separately).
-- *speedup*: nengo steady time (times the minibatch size) over nengo_jax steady
-  time; above 1 means nengo_jax is faster.
+- *vs nengo*: nengo steady time (times the minibatch size) over this row's
+  steady time; above 1 means this row is faster. *vs NengoDL*: NengoDL's steady
+  time at the same minibatch over nengo_jax's.
+- NengoDL runs in its own process (its venv's TensorFlow on the same CPU),
+  taking its turn in every repeat; its build includes TensorFlow's graph
+  construction, and its first run TensorFlow's tracing.
+- Bandwidth columns (nengo_jax, minibatch 32 and more; see `bandwidth.py`):
+  *MB/step* is what a step must move at least (state read and written once,
+  parameters read once, probed values written); *WS MB* the working set (each
+  array once); *GB/s* MB/step over the steady time per step; *% DRAM* that over
+  the copy bandwidth of an array far larger than the last-level cache; *%
+  cache* over the copy bandwidth of an array of the working set's size (the
+  fair bound when the working set fits in cache, as here); *GFLOP/s* the matrix
+  products' flops (2 per multiply-add, neuron and synapse maths not counted)
+  per second.
 """
 
 
@@ -135,7 +166,19 @@ class Report:
             first,
             steady if r.error is None else r.error,
             fmt(r.speedup, ".2f"),
+            fmt(r.speedup_dl, ".2f"),
         ]
+        if r.traffic is not None:
+            cells += [
+                fmt(r.traffic.bytes_per_step / 1e6, ".2f"),
+                fmt(r.traffic.working_set / 1e6, ".2f"),
+                fmt(r.gbps, ".1f"),
+                fmt(None if r.of_dram is None else 100 * r.of_dram, ".0f"),
+                fmt(None if r.of_cache is None else 100 * r.of_cache, ".0f"),
+                fmt(r.gflops, ".1f"),
+            ]
+        else:
+            cells += ["-"] * 6
         return "| " + " | ".join(cells) + " |"
 
     @staticmethod
@@ -157,8 +200,10 @@ class Report:
                 "## Networks",
                 "",
                 "| network | neurons | neuron type | minibatch | simulator | build s "
-                "| first run s | steady s/1000 steps | speedup |",
-                "|---|---:|---|---:|---|---:|---:|---:|---:|",
+                "| first run s | steady s/1000 steps | vs nengo | vs NengoDL "
+                "| MB/step | WS MB | GB/s | % DRAM | % cache | GFLOP/s |",
+                "|---|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+                "---:|---:|---:|",
             ]
             lines += [self._row_line(r) for r in self.rows]
             lines += ["", NOTES.rstrip()]

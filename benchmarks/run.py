@@ -26,6 +26,12 @@ named network (by default the big networks of the optimizer issue:
 ``cconv128``, ``basal_ganglia``, ``random``, ``random_large``): operators as
 built, after the simplifications and after merging, and build, compile and
 steady times, with the default planner beside ``noop_planner`` (no merging).
+
+NengoDL 3.6 is a third simulator when its oracle venv (built by
+``../shared/tools/nengo-dl-oracle``) is found, or given with ``--oracle``: it
+runs in one worker process in that venv (`oracle.py`), taking its turn in each
+repeat beside the two here. Each nengo_jax row at minibatch 32 or more also gets
+the memory-bandwidth columns of `bandwidth.py` (``--no-bound`` leaves them out).
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ import traceback
 from dataclasses import dataclass
 
 import nengo
+from bandwidth import Bound, cache_sizes, step_traffic
 from nengo.cache import NoDecoderCache
 from networks import (
     ALL_NETWORKS,
@@ -48,12 +55,18 @@ from networks import (
     OPTIMIZER_NETWORKS,
     step_loop_network,
 )
+from oracle import Worker, find_oracle, oracle_candidates
 from report import Report, Row, fmt, header_lines
 
 import nengo_jax
 from nengo_jax.graph_optimizer import noop_planner
 
-SIMULATORS = ("nengo", "nengo_jax")
+SIMULATORS = ("nengo", "nengo_dl", "nengo_jax")
+
+#: How the repeats' times make a row's steady time (``--statistic``): the
+#: median, or the fastest, which on a machine shared with other jobs is the
+#: run least disturbed by them.
+STATISTICS = {"median": statistics.median, "min": min}
 
 
 def make_simulator(simulator: str, net: nengo.Network, minibatch: int):
@@ -74,7 +87,9 @@ def make_simulator(simulator: str, net: nengo.Network, minibatch: int):
 
 
 def timed_run(sim, steps: int) -> float:
-    """Seconds of one ``sim.run_steps(steps)``."""
+    """Seconds of one ``sim.run_steps(steps)`` (NengoDL's: timed in its worker)."""
+    if hasattr(sim, "timed_run"):
+        return sim.timed_run(steps)
     start = time.perf_counter()
     sim.run_steps(steps, progress_bar=False)
     return time.perf_counter() - start
@@ -99,14 +114,19 @@ def _failed(row: Row, e: BaseException) -> None:
     row.error = short_error(e)
 
 
-def measure_together(rows: list, net, steps: int, repeats: int) -> None:
+def measure_together(
+    rows: list, make, steps: int, repeats: int, bound=None, statistic="median"
+) -> None:
     """Fill the times (or errors) of ``rows``, one per simulator and minibatch.
 
-    Each is built and run once (compiling), then the simulators take turns:
-    every repeat runs each of them once, so that a change in the machine's
-    speed during the benchmark (this VM's varies by tens of percent over
-    minutes) affects all of them alike, and the speedups compare runs made
-    side by side.
+    ``make(row)`` builds a row's simulator. Each is built and run once
+    (compiling), then the simulators take turns: every repeat runs each of them
+    once, so that a change in the machine's speed during the benchmark (this
+    VM's varies by tens of percent over minutes) affects all of them alike, and
+    the speedups compare runs made side by side. ``statistic`` (a name in
+    `STATISTICS`) makes the steady time of the repeats. With a `Bound`,
+    nengo_jax rows at minibatch 32 or more get their step's traffic and
+    bandwidth.
     """
     sims, runs = {}, {}  # row index -> simulator, steady run seconds
     try:
@@ -119,12 +139,16 @@ def measure_together(rows: list, net, steps: int, repeats: int) -> None:
             )
             try:
                 start = time.perf_counter()
-                sims[i] = make_simulator(row.simulator, net, row.minibatch)
-                row.build_s = time.perf_counter() - start
+                sims[i] = make(row)
+                row.build_s = getattr(sims[i], "build_s", time.perf_counter() - start)
                 row.first_s = timed_run(sims[i], steps)
                 runs[i] = []
             except Exception as e:
                 _failed(row, e)
+                continue
+            if bound is not None and row.simulator == "nengo_jax":
+                if row.minibatch >= 32:
+                    row.traffic = step_traffic(sims[i])
         for _ in range(repeats):
             for i in list(runs):
                 try:
@@ -133,18 +157,24 @@ def measure_together(rows: list, net, steps: int, repeats: int) -> None:
                     _failed(rows[i], e)
                     del runs[i]
         for i, times in runs.items():
-            rows[i].steady_s = statistics.median(times) * 1000 / steps
+            rows[i].steady_s = STATISTICS[statistic](times) * 1000 / steps
+            if rows[i].traffic is not None:
+                rows[i].bound(bound.dram, bound.at_size(rows[i].traffic.working_set))
     finally:
         for sim in sims.values():
-            sim.close()
+            try:
+                sim.close()
+            except Exception:  # a dead NengoDL worker: its rows already say so
+                traceback.print_exc()
         gc.collect()
 
 
-def run_networks(args, report) -> None:
+def run_networks(args, report, worker=None, bound=None) -> None:
     """Time every requested network, adding rows to ``report`` as they finish.
 
     nengo runs once per network at minibatch 1; its row for a larger minibatch
-    is derived from that run (see `report.NOTES`).
+    is derived from that run (see `report.NOTES`). NengoDL (in ``worker``) and
+    nengo_jax run at every minibatch.
     """
     for name in args.networks:
         for neuron_name in args.neuron_types:
@@ -154,26 +184,48 @@ def run_networks(args, report) -> None:
             facts = dict(
                 network=name, n_neurons=bench.n_neurons, neuron_type=neuron_name
             )
+
+            def make(row, bench=bench, neuron_name=neuron_name):
+                if row.simulator == "nengo_dl":
+                    return worker.simulator(
+                        network=row.network,
+                        neuron_type=neuron_name,
+                        scale=args.scale,
+                        seed=args.seed,
+                        minibatch=row.minibatch,
+                    )
+                return make_simulator(row.simulator, bench.net, row.minibatch)
+
             ref = None
             rows = []
             if "nengo" in args.simulators:
                 ref = Row(**facts, minibatch=1, simulator="nengo")
                 rows.append(ref)
-            if "nengo_jax" in args.simulators:
+            for minibatch in args.minibatch:
                 rows += [
-                    Row(**facts, minibatch=minibatch, simulator="nengo_jax")
-                    for minibatch in args.minibatch
+                    Row(**facts, minibatch=minibatch, simulator=simulator)
+                    for simulator in ("nengo_dl", "nengo_jax")
+                    if simulator in args.simulators
                 ]
-            measure_together(rows, bench.net, args.steps, args.repeats)
-            if ref is not None:
-                report.add(ref)
+            measure_together(
+                rows, make, args.steps, args.repeats, bound, args.statistic
+            )
+            dl_rows = {r.minibatch: r for r in rows if r.simulator == "nengo_dl"}
+            derived = set()  # minibatch sizes whose nengo xN row is in
             for row in rows:
                 if row is ref:
+                    report.add(row)
                     continue
                 if ref is not None and row.minibatch > 1:
-                    report.add(sequential_runs(ref, row.minibatch))
+                    if row.minibatch not in derived:
+                        report.add(sequential_runs(ref, row.minibatch))
+                    derived.add(row.minibatch)
                 if ref is not None and None not in (ref.steady_s, row.steady_s):
                     row.speedup = ref.steady_s * row.minibatch / row.steady_s
+                dl = dl_rows.get(row.minibatch)
+                if row.simulator == "nengo_jax" and dl is not None:
+                    if None not in (dl.steady_s, row.steady_s):
+                        row.speedup_dl = dl.steady_s / row.steady_s
                 report.add(row)
 
 
@@ -195,7 +247,8 @@ def run_step_loop(args, report) -> None:
     """Time ``sim.step()`` in a Python loop on the tutorial network."""
     net, _ = step_loop_network(args.seed)
     ref_ms = None
-    for simulator in args.simulators:
+    # (NengoDL's worker builds only the named networks: not this one)
+    for simulator in (s for s in args.simulators if s != "nengo_dl"):
         entry = {"simulator": simulator}
         try:
             start = time.perf_counter()
@@ -409,6 +462,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=1.0,
         help="multiplies network widths (dimensions; neurons per chain ensemble)",
     )
+    parser.add_argument(
+        "--statistic",
+        choices=list(STATISTICS),
+        default="median",
+        help="steady time of the network table's repeats: their median, or the "
+        "fastest (on a loaded machine, the least disturbed)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--step-loop",
@@ -417,6 +477,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     parser.add_argument("--step-loop-calls", type=int, default=1000)
     parser.add_argument("--step-loop-warmup", type=int, default=20)
+    parser.add_argument(
+        "--oracle",
+        help="NengoDL 3.6's venv (or its python), as ../shared/tools/nengo-dl-oracle "
+        "builds it; by default the first of $NENGO_DL_ORACLE, "
+        "${TMPDIR:-/tmp}/nengo-dl-oracle, /tmp/nengo-dl-oracle that imports "
+        "nengo_dl (none: no NengoDL column)",
+    )
+    parser.add_argument(
+        "--no-bound",
+        action="store_true",
+        help="leave out the memory-bandwidth columns (and the copy kernel timings)",
+    )
     parser.add_argument("--out", help="also write the Markdown report to this file")
     args = parser.parse_args(argv)
     if min(args.minibatch) < 1 or args.steps < 1 or args.repeats < 1:
@@ -426,11 +498,56 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+def start_worker(args, header: list) -> Worker | None:
+    """NengoDL's worker, if it is wanted and found; notes which in ``header``."""
+    if "nengo_dl" not in args.simulators or not args.networks:
+        return None
+    try:
+        python = find_oracle(args.oracle)
+    except ValueError as e:  # an --oracle that does not import nengo_dl
+        raise SystemExit(f"error: {e}") from None
+    if python is None:
+        header.append(
+            "- NengoDL: no oracle venv found (looked for "
+            + ", ".join(oracle_candidates())
+            + "); build it with ../shared/tools/nengo-dl-oracle"
+        )
+        args.simulators = [s for s in args.simulators if s != "nengo_dl"]
+        return None
+    worker = Worker(python)
+    versions = worker.versions()
+    header.append(
+        f"- NengoDL {versions['nengo_dl']} with TensorFlow {versions['tensorflow']} "
+        f"(CPU), in a worker process of `{python}`"
+    )
+    return worker
+
+
+def measure_bound(args, header: list) -> Bound | None:
+    """The copy bandwidths, measured now; noted in ``header``."""
+    if args.no_bound or "nengo_jax" not in args.simulators or not args.networks:
+        return None
+    bound = Bound()
+    caches = ", ".join(f"{k} {v}" for k, v in cache_sizes().items())
+    header.append(
+        f"- Copy bandwidth (jitted JAX copy of {bound.dram_bytes >> 20} MiB, best "
+        f"of 5, read + written): {bound.dram / 1e9:.1f} GB/s; caches: {caches}"
+    )
+    return bound
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
-    report = SuiteReport(header_lines(args), args.out, args)
+    header = header_lines(args)
     start = time.perf_counter()
-    run_networks(args, report)
+    worker = start_worker(args, header)
+    bound = measure_bound(args, header)
+    report = SuiteReport(header, args.out, args)
+    try:
+        run_networks(args, report, worker, bound)
+    finally:
+        if worker is not None:
+            worker.close()
     if args.step_loop:
         run_step_loop(args, report)
     if args.optimizer:

@@ -31,6 +31,7 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 import keras  # noqa: E402
 import nengo  # noqa: E402
 import numpy as np  # noqa: E402
+from bandwidth import Bound, step_traffic  # noqa: E402
 from nengo.cache import NoDecoderCache  # noqa: E402
 from networks import chain, integrator  # noqa: E402
 from report import machine_lines  # noqa: E402
@@ -82,6 +83,9 @@ def time_fit(name, bench, x, y, minibatch, epochs, optimizer, forward_items):
         )
         losses = first.history["loss"] + rest.get("loss", [])
         row["loss"] = f"{losses[0]:.4g} -> {losses[-1]:.4g}"
+        row["traffic"] = step_traffic(sim)
+        # simulation steps of one minibatch in an epoch
+        row["steps_per_epoch"] = len(x) // minibatch * x.shape[1]
     per_item = nengo_forward_s(net, probe, node, x, forward_items) / forward_items
     row["nengo_forward_s"] = per_item * len(x)
     row["nengo_measured"] = forward_items
@@ -145,7 +149,44 @@ WORKLOADS = {
 }
 
 
-def markdown(rows, header):
+def bound_lines(rows, bound) -> list:
+    """The bandwidth table: each workload's forward traffic per step against the
+    DRAM copy bandwidth (see `bandwidth.py`)."""
+    if bound is None:
+        return []
+    lines = [
+        "",
+        f"Bandwidth (copy kernel from DRAM: {bound.dram / 1e9:.1f} GB/s):",
+        "",
+        "| workload | minibatch steps per epoch | ms per step (steady) | forward "
+        "MB/step | forward GB/s | % DRAM | matrix GFLOP/s (x3 for backward) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        if r["steady_epoch_s"] is None:
+            continue
+        seconds = r["steady_epoch_s"] / r["steps_per_epoch"]
+        traffic = r["traffic"]
+        gbps = traffic.bytes_per_step / seconds / 1e9
+        lines.append(
+            f"| {r['workload']} | {r['steps_per_epoch']} | {seconds * 1e3:.2f} | "
+            f"{traffic.bytes_per_step / 1e6:.2f} | {gbps:.2f} | "
+            f"{100 * gbps * 1e9 / bound.dram:.0f} | "
+            f"{3 * traffic.flops / seconds / 1e9:.2f} |"
+        )
+    return lines + [
+        "",
+        "*forward MB/step*: what the forward step moves at least (state read and",
+        "written once, parameters read once, probes written), at the fit's",
+        "minibatch. A training step also runs the backward pass (which reads the",
+        "forward's saved values and reads and writes the gradients: at least as",
+        "much again), so *% DRAM* counting only the forward traffic is a lower",
+        "bound; twice it is closer. Flops: the forward's matrix products times 3",
+        "(forward, and the two products of the backward pass).",
+    ]
+
+
+def markdown(rows, header, bound=None):
     lines = header + [
         "",
         "| workload | neurons | build s | first epoch s (with compile) | "
@@ -160,7 +201,7 @@ def markdown(rows, header):
             f"{r['first_epoch_s']:.2f} | {steady} | {r['fit_s']:.2f} | {r['loss']} | "
             f"{r['nengo_forward_s']:.1f} (from {r['nengo_measured']} items) |"
         )
-    lines += [
+    lines += bound_lines(rows, bound) + [
         "",
         "Notes:",
         "",
@@ -192,9 +233,15 @@ def main(argv=None):
         default=2,
         help="epochs timed for the integrator (the workload is the first one)",
     )
+    parser.add_argument(
+        "--no-bound",
+        action="store_true",
+        help="leave out the bandwidth table (and the copy kernel timings)",
+    )
     parser.add_argument("--out", help="also write the Markdown report to this file")
     args = parser.parse_args(argv)
     header = machine_lines("nengo-jax training benchmarks")
+    bound = None if args.no_bound else Bound()
     rows = []
     for name in args.workloads:
         # fit shuffles the examples with NumPy's global generator
@@ -204,7 +251,7 @@ def main(argv=None):
     header.append(
         "- Load average at end: " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
     )
-    text = markdown(rows, header)
+    text = markdown(rows, header, bound)
     if args.out:
         with open(args.out, "w") as f:
             f.write(text)
