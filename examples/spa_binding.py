@@ -114,12 +114,16 @@ def main(quick=False, plot_path=HERE / "spa_binding.png"):
         [[keys.index(scene[i % 2]) for i in range(len(ends))] for scene in scenes]
     )
     given = np.argmax(ours[:, end_steps], axis=-1)
-    correct_sim = np.take_along_axis(ours[:, end_steps], expected[..., None], -1)
+    at_ends = ours[:, end_steps]  # (scenes, questions, keys)
+    correct_sim = np.take_along_axis(at_ends, expected[..., None], -1)[..., 0]
+    others = np.where(np.eye(len(keys), dtype=bool)[expected], -np.inf, at_ends)
     result = {
         "scenes": scenes,
         "n_correct": int(np.sum(given == expected)),
         "n_questions": int(expected.size),
         "min_correct_similarity": float(correct_sim.min()),
+        # how far the right answer is ahead of the most similar wrong one
+        "min_margin": float(np.min(correct_sim - others.max(axis=-1))),
         "max_similarity_diff": float(np.max(np.abs(ours[0] - theirs))),
         "nengo_s": nengo_s,
         "nengo_jax_s": jax_s,
@@ -181,7 +185,8 @@ if __name__ == "__main__":
     print(
         f"{res['n_correct']} of {res['n_questions']} answers right for "
         f"{len(res['scenes'])} scenes (similarity to the right answer at least "
-        f"{res['min_correct_similarity']:.2f}); the first scene's similarities "
+        f"{res['min_correct_similarity']:.2f}, ahead of the next by at least "
+        f"{res['min_margin']:.2f}); the first scene's similarities "
         f"differ from nengo.Simulator's by at most {res['max_similarity_diff']:.3f}"
     )
     print(
