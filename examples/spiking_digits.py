@@ -136,31 +136,48 @@ def run_spiking(model, x_test, y_test, n_steps, scale, synapse):
     return accuracy(data[probe][:, -1], y_test), data[probe], data[spikes], sim.dt
 
 
-def plot(path, x_test, y_test, outputs, spikes, dt, n_show=4):
+def plot(path, x_test, y_test, outputs, spikes, dt, accuracies, n_show=4):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    t = np.arange(1, outputs.shape[1] + 1) * dt
-    fig, axes = plt.subplots(3, n_show, figsize=(3 * n_show, 8))
+    t_ms = np.arange(1, outputs.shape[1] + 1) * dt * 1000
+    fig, axes = plt.subplots(
+        3,
+        n_show,
+        figsize=(3 * n_show, 7.5),
+        gridspec_kw={"height_ratios": [0.8, 1, 1]},
+    )
     for i in range(n_show):
+        label = np.argmax(y_test[i])
         axes[0, i].imshow(x_test[i, :, :, 0], cmap="gray_r")
-        axes[0, i].set_title(f"label {np.argmax(y_test[i])}")
+        axes[0, i].set_title(f"test image (label {label})")
         axes[0, i].axis("off")
         neuron, step = np.nonzero(spikes[i].T)
-        axes[1, i].scatter(t[step], neuron, marker="|", s=8, color="k")
-        axes[1, i].set_xlim(0, t[-1])
+        axes[1, i].scatter(t_ms[step], neuron, marker="|", s=8, color="k")
+        axes[1, i].set_xlim(0, t_ms[-1])
         axes[1, i].set_ylim(-1, spikes.shape[2])
-        axes[1, i].set_xlabel("time (s)")
-        axes[2, i].plot(t, outputs[i])
-        axes[2, i].set_xlabel("time (s)")
+        axes[1, i].set_xlabel("time (ms)")
+        others = [d for d in range(10) if d != label]
+        axes[2, i].plot(t_ms, outputs[i][:, others], color="0.6", lw=0.8)
+        axes[2, i].plot(t_ms, outputs[i][:, label], color="tab:red", lw=2)
+        axes[2, i].set_xlabel("time (ms)")
         pred = np.argmax(outputs[i, -1])
-        axes[2, i].set_title(f"prediction {pred}")
+        axes[2, i].set_title(f"spiking output: predicts {pred}")
     axes[1, 0].set_ylabel("Dense layer neuron")
-    axes[2, 0].set_ylabel("output (logits)")
-    axes[2, -1].legend(
-        [str(d) for d in range(10)], fontsize=7, ncol=2, loc="upper left"
+    axes[2, 0].set_ylabel("logit (spikes filtered, τ = 10 ms)")
+    axes[2, 0].legend(
+        axes[2, 0].lines[-1:] + axes[2, 0].lines[:1],
+        ["true label", "other digits"],
+        fontsize=8,
+        loc="upper left",
+    )
+    rate_acc, spike_acc = accuracies
+    fig.suptitle(
+        f"Keras CNN converted to Nengo: {len(y_test)} test images, "
+        f"{rate_acc:.1%} correct with rate neurons (after training), "
+        f"{spike_acc:.1%} with spiking neurons"
     )
     fig.tight_layout()
     fig.savefig(path, dpi=80)
@@ -184,7 +201,15 @@ def main(quick=False, plot_path=HERE / "spiking_digits.png", verbose=0):
     )
     spike_s = time.time() - start
     if plot_path is not None:
-        plot(plot_path, x_test, y_test, outputs, spikes, dt)
+        plot(
+            plot_path,
+            x_test,
+            y_test,
+            outputs,
+            spikes,
+            dt,
+            (rate_acc, spike_acc),
+        )
     return {
         "rate_accuracy": rate_acc,
         "spiking_accuracy": spike_acc,

@@ -1,10 +1,10 @@
 """nengo-jax: a Nengo simulator on JAX, with batching and deep-learning training."""
 
-import os
+# Keras runs our training on its JAX backend: chosen here, before our modules
+# import Keras, unless the user chose one (then one message explains the conflict)
+from nengo_jax.keras_backend import select_keras_backend
 
-# Keras runs our training on its JAX backend; respect a user's explicit choice
-# (the Simulator then explains the conflict when Keras is used).
-os.environ.setdefault("KERAS_BACKEND", "jax")
+select_keras_backend()
 
 from nengo_jax import callbacks, dists, losses, obj  # noqa: E402
 from nengo_jax.config import configure_settings  # noqa: E402

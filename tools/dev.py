@@ -2,15 +2,21 @@
 """Set up a virtual environment for nengo-jax and run the example, the tests or
 the documentation build.
 
-    python3 tools/dev.py example    # set up, then run the main example
-    python3 tools/dev.py test       # set up, then run our tests, the docs build
-                                    # and its code, Nengo's suite, then our tests
-                                    # on an older instruction set
-    python3 tools/dev.py docs       # set up, then build docs/_build/html and run
-                                    # every code block of the pages
+    python3 tools/dev.py example    # set up .venv-examples, then run the main
+                                    # example (examples/from_nengo.py)
+    python3 tools/dev.py example NAME [ARGS]  # run examples/NAME.py instead
+    python3 tools/dev.py test       # set up .venv, then run our tests, the docs
+                                    # build and its code, Nengo's suite, then our
+                                    # tests on an older instruction set
+    python3 tools/dev.py docs       # set up .venv, then build docs/_build/html and
+                                    # run every code block of the pages
 
-Needs only ``python3``: everything else is installed into ``.venv`` (reused on
-later calls while pyproject.toml is unchanged). Extra arguments go to pytest.
+Needs only ``python3``: everything else is installed into a virtual
+environment, reused on later calls while pyproject.toml is unchanged. The
+examples get one of their own, ``.venv-examples``, with the package and what
+the examples import (its ``examples`` extra) and nothing of the test and docs
+tooling; the tests and the docs share ``.venv``. Extra arguments go to pytest,
+or to the example.
 """
 
 import hashlib
@@ -22,23 +28,52 @@ import venv
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 VENV = ROOT / ".venv"
-PYTHON = VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+EXAMPLES_VENV = ROOT / ".venv-examples"
+EXAMPLES = ROOT / "examples"
 
 
-def setup():
-    """Create ``.venv`` and install the package with its test and docs extras
-    (once)."""
-    stamp = VENV / ".nengo-jax-installed"
+def python(venv_dir):
+    return venv_dir / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+
+
+PYTHON = python(VENV)
+
+
+def setup(venv_dir=VENV, extras="tests,docs"):
+    """Create ``venv_dir`` and install the package (editable) with ``extras``,
+    once: a stamp in the environment records the pyproject.toml it was made
+    from, and a changed pyproject.toml installs again."""
+    interpreter = python(venv_dir)
+    stamp = venv_dir / ".nengo-jax-installed"
     digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
-    if stamp.exists() and stamp.read_text() == digest and PYTHON.exists():
+    if stamp.exists() and stamp.read_text() == digest and interpreter.exists():
         return
-    if not PYTHON.exists():
-        print("Creating virtual environment in .venv", flush=True)
-        venv.create(VENV, with_pip=True)
-    pip = [str(PYTHON), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
+    if not interpreter.exists():
+        print(f"Creating virtual environment in {venv_dir.name}", flush=True)
+        venv.create(venv_dir, with_pip=True)
+    pip = [str(interpreter), "-m", "pip", "install"]
+    pip += ["--disable-pip-version-check", "-q"]
     subprocess.run(pip + ["--upgrade", "pip"], check=True)
-    subprocess.run(pip + ["-e", f"{ROOT}[tests,docs]"], check=True)
+    subprocess.run(pip + ["-e", f"{ROOT}[{extras}]"], check=True)
     stamp.write_text(digest)
+
+
+def run_example(args):
+    """Run ``examples/NAME.py`` (``args[0]``, from_nengo by default) with the
+    rest of ``args``, in ``.venv-examples``."""
+    names = sorted(path.stem for path in EXAMPLES.glob("*.py"))
+    name = "from_nengo"
+    if args and not args[0].startswith("-"):
+        name, args = args[0].removesuffix(".py"), args[1:]
+        if name not in names:
+            print(f"No example {name!r}: expected one of {', '.join(names)}")
+            return 2
+    setup(EXAMPLES_VENV, "examples")
+    return subprocess.run(
+        [str(python(EXAMPLES_VENV)), str(EXAMPLES / f"{name}.py")] + args,
+        cwd=ROOT,
+        env=dict(os.environ, MPLBACKEND="Agg"),
+    ).returncode
 
 
 def nengo_site_packages():
@@ -130,16 +165,11 @@ def main(argv):
     if not argv or argv[0] not in ("example", "test", "docs"):
         print(__doc__)
         return 2
+    if argv[0] == "example":
+        return run_example(argv[1:])
     setup()
     if argv[0] == "docs":
         return build_docs()
-    if argv[0] == "example":
-        env = dict(os.environ, MPLBACKEND="Agg")
-        return subprocess.run(
-            [str(PYTHON), str(ROOT / "examples" / "from_nengo.py")] + argv[1:],
-            cwd=ROOT,
-            env=env,
-        ).returncode
     return run_tests(argv[1:])
 
 
