@@ -153,7 +153,7 @@ def main(argv=None):
         return
 
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from oracle import find_oracle
+    from oracle import find_oracle, oracle_line
     from report import machine_lines
 
     if args.oracle:  # a venv folder or its python; an error if no nengo_dl
@@ -163,20 +163,7 @@ def main(argv=None):
             raise SystemExit(f"error: {e}") from None
     lines = machine_lines("Training convolutional networks (fit epochs)")
     if args.oracle:
-        version = subprocess.run(
-            [
-                args.oracle,
-                "-c",
-                "import nengo_dl, tensorflow as tf; "
-                "print(nengo_dl.__version__, tf.__version__)",
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.split()
-        lines.append(
-            f"- NengoDL {version[0]} with TensorFlow {version[1]} ({args.oracle})"
-        )
+        lines.append(oracle_line(args.oracle))
     lines += [
         "",
         f"{ITEMS} images, minibatch {MINIBATCH}, {EPOCHS} epochs per row; each "

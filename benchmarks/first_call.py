@@ -193,24 +193,17 @@ def main(argv=None):
         print(json.dumps(times))
         return
 
+    from oracle import find_oracle, oracle_line
     from report import machine_lines
 
+    if args.oracle:  # a venv folder or its python; an error if no nengo_dl
+        try:
+            args.oracle = find_oracle(args.oracle)
+        except ValueError as e:
+            raise SystemExit(f"error: {e}") from None
     lines = machine_lines("First calls of a fresh process")
     if args.oracle:
-        version = subprocess.run(
-            [
-                args.oracle,
-                "-c",
-                "import nengo_dl, tensorflow as tf; "
-                "print(nengo_dl.__version__, tf.__version__)",
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.split()
-        lines.append(
-            f"- NengoDL {version[0]} with TensorFlow {version[1]} ({args.oracle})"
-        )
+        lines.append(oracle_line(args.oracle))
     lines += [
         "",
         f"Median of {args.repeats} processes per cell (seconds); each simulator "

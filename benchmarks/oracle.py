@@ -78,6 +78,23 @@ def find_oracle(path: str | None = None) -> str | None:
     return None
 
 
+def oracle_line(python: str) -> str:
+    """A report's header line naming the oracle's NengoDL and TensorFlow."""
+    versions = subprocess.run(
+        [
+            python,
+            "-c",
+            "import nengo_dl, tensorflow as tf; "
+            "print(nengo_dl.__version__, tf.__version__)",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+    ).stdout.split()
+    return f"- NengoDL {versions[0]} with TensorFlow {versions[1]} ({python})"
+
+
 class WorkerError(RuntimeError):
     """A command the NengoDL worker answered with an error."""
 
