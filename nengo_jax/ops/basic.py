@@ -24,6 +24,10 @@ class TimeUpdateBuilder(OpBuilder):
 class ResetBuilder(OpBuilder):
     """Implements ``dst[...] = value``."""
 
+    @classmethod
+    def fresh_writes(cls, op):
+        return ((op.dst, None),)
+
     def step(self, env):
         env.write(self.op.dst, self.op.value)
 
@@ -49,6 +53,10 @@ class CopyBuilder(OpBuilder):
                     f"{op}: Cannot have repeated indices in ``dst_slice`` when "
                     "copy is not an increment"
                 )
+
+    @classmethod
+    def fresh_writes(cls, op):
+        return () if op.inc else ((op.dst, op.dst_slice),)
 
     def step(self, env):
         op = self.op

@@ -99,6 +99,12 @@ class SimNeuronsBuilder(OpBuilder):
         else:
             self._prepare_native()
 
+    @classmethod
+    def fresh_writes(cls, op):
+        # native maths never read the old output; a NumPy ``step`` is given it
+        native = not isinstance(op.neurons, Direct) and maths_for(op.neurons)
+        return ((op.output, None),) if native else ()
+
     def reset_host(self, rng, minibatch_size):
         # Nengo's SimNeurons draws nothing from the simulator's rng; only the
         # neuron type's own RandomState (from the ensemble seed) is restarted.

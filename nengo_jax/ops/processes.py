@@ -172,6 +172,13 @@ class SimProcessBuilder(OpBuilder):
         op = self.op
         return op.output if op.input is None and op.mode == "set" else None
 
+    @classmethod
+    def fresh_writes(cls, op):
+        # a process's step returns its output from its state (in ``updates``)
+        if op.mode != "set":
+            return ()
+        return ((op.output, getattr(op, "output_index", None)),)
+
     def reset_host(self, rng, minibatch_size):
         op = self.op
         # a merged synapse draws once per synapse it stands for, as Nengo's

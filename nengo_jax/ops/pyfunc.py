@@ -39,6 +39,10 @@ class SimPyFuncBuilder(OpBuilder):
     def fed_output(self):
         return self.op.output if self.op.x is None else None
 
+    @classmethod
+    def fresh_writes(cls, op):
+        return () if op.output is None else ((op.output, None),)
+
     def step(self, env):
         op = self.op
         if not self.in_loop:

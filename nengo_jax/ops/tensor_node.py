@@ -77,6 +77,10 @@ class SimTensorNodeBuilder(OpBuilder):
             index = 0
         self.salt = zlib.crc32(f"SimTensorNode {index}".encode())
 
+    @classmethod
+    def fresh_writes(cls, op):
+        return ((op.output, None),)
+
     def step(self, env):
         op, node = self.op, self.op.node
         B = env.minibatch_size

@@ -95,6 +95,12 @@ class Layout:
     elements), so that parameters stay unbatched and trainable. Reads that span
     both parts gather from their concatenation.
 
+    State whose every element an operator sets afresh each step (a neuron
+    group's input current and output, a Node's output) is *transient*: its
+    value from the step before is never read, so it lives within a step only
+    and is not carried between steps (`transient_keys`). Carrying it would
+    write it to memory every step for nothing.
+
     Parameters
     ----------
     model : nengo.builder.Model
@@ -105,9 +111,13 @@ class Layout:
         Signals read from outside the operators (probes, step and time).
     dtype : str
         The floating point dtype of the simulation.
+    fresh : iterable of (Signal, index)
+        What the operators set afresh every step (see
+        `OpBuilder.fresh_writes`); ``index`` selects along the signal's first
+        axis (None: all of it).
     """
 
-    def __init__(self, model, operators, extra_signals, dtype="float32"):
+    def __init__(self, model, operators, extra_signals, dtype="float32", fresh=()):
         self.dtype = np.dtype(dtype)
         written, bases = {}, {}
         for op in operators:
@@ -119,6 +129,12 @@ class Layout:
                     mask[flat_index(sig).ravel()] = True
             for sig in op.all_signals:
                 bases.setdefault(sig.base, None)
+        renewed = {}  # base -> flat mask of the elements set afresh every step
+        for sig, index in fresh:
+            if not sig.sparse:
+                elements = flat_index(sig) if index is None else flat_index(sig)[index]
+                mask = renewed.setdefault(sig.base, np.zeros(sig.base.size, bool))
+                mask[np.asarray(elements).ravel()] = True
         for sig in extra_signals:
             bases.setdefault(sig.base, None)
         #: base -> flat mask of its written elements, for bases split in two
@@ -140,6 +156,8 @@ class Layout:
         #: (base, part) -> array key; part is "param" or "state"
         self._keys, used = {}, set()
         self.param_keys, self.state_keys = [], []
+        #: State keys that live within a step only (see the class docstring).
+        self.transient_keys = []
         self._initial = {}  # key -> (base, flat element mask or None)
         for i, base in enumerate(bases):
             if base in self._split:
@@ -157,16 +175,27 @@ class Layout:
                 used.add(key)
                 self._keys[base, part] = key
                 self._initial[key] = (base, mask)
-                (self.param_keys if part == "param" else self.state_keys).append(key)
+                if part == "param":
+                    self.param_keys.append(key)
+                elif _all_renewed(renewed.get(base), mask):
+                    self.transient_keys.append(key)
+                else:
+                    self.state_keys.append(key)
         #: for split bases: flat element -> position within its part
         self._rank = {
             b: np.where(mask, np.cumsum(mask) - 1, np.cumsum(~mask) - 1)
             for b, mask in self._split.items()
         }
+        self._transient = frozenset(self.transient_keys)
         #: The base signals, in build order.
         self.bases = list(bases)
         self._bases = set(bases)
         self._views = {}
+
+    def is_transient(self, sig: Signal) -> bool:
+        """Whether (some of) ``sig`` lives within a step only (see
+        `transient_keys`)."""
+        return sig.base in self._bases and self.view(sig).key in self._transient
 
     def _part(self, sig: Signal, written: dict) -> str | None:
         """Which part of its base ``sig`` lies in (None: across both)."""
@@ -341,9 +370,18 @@ class Layout:
         return {key: self.initial(key) for key in self.param_keys}
 
     def initial_state(self, minibatch_size: int) -> dict:
-        """State: one array per written (part of a) base, with a minibatch axis."""
+        """State: one array per written (part of a) base, with a minibatch axis
+        (transient ones left out)."""
         state = {}
         for key in self.state_keys:
             value = self.initial(key)
             state[key] = np.broadcast_to(value, (minibatch_size,) + value.shape).copy()
         return state
+
+
+def _all_renewed(renewed: np.ndarray | None, part: np.ndarray | None) -> bool:
+    """Whether every element of a base's state (``part``: its flat mask, None:
+    all of it) is set afresh every step (``renewed``: flat mask, or None)."""
+    if renewed is None:
+        return False
+    return bool(renewed.all() if part is None else renewed[part].all())

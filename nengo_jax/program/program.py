@@ -83,6 +83,11 @@ class Program:
                 size = int(np.prod(sig.shape))
                 self.probe_slices[key] = (part, start, start + size, tuple(sig.shape))
                 start += size
+        #: transient key -> its within-step placeholder's shape and dtype
+        self._transient = {
+            key: ((minibatch_size,) + layout.shape(key), layout.initial(key).dtype)
+            for key in layout.transient_keys
+        }
         self._skip_cache = {}
         #: Number of times the program was traced (each trace compiles).
         self.trace_count = 0
@@ -135,6 +140,9 @@ class Program:
         """
         values = dict(params)
         values.update((k, v) for k, v in state.items() if k != RNG_KEY)
+        # (every element is set before it is read: SignalEnv checks)
+        for key, (shape, dtype) in self._transient.items():
+            values[key] = jnp.zeros(shape, dtype)
         env = SignalEnv(
             self.layout,
             values,
@@ -143,6 +151,7 @@ class Program:
             self.dt,
             state[RNG_KEY],
             training=training,
+            unset=self._transient,
         )
         for i, sig in enumerate(fed):
             env.write(sig, xs_t[f"data{i}"])
@@ -284,6 +293,7 @@ def compile_program(model, plan, settings, *, minibatch_size, unroll=1, device=N
         plan.operators,
         [model.step, model.time] + [sig for _, sig in probes] + list(plan.kept),
         dtype=settings.dtype,
+        fresh=[w for op in plan.operators for w in builder_for(op).fresh_writes(op)],
     )
     ctx = BuildContext(
         model=model,

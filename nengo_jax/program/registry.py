@@ -87,6 +87,21 @@ class OpBuilder:
         """The signal this builder produces if it can be replaced by ``data=``."""
         return None
 
+    @classmethod
+    def fresh_writes(cls, op) -> tuple:
+        """What ``op`` sets afresh every step, never reading its old value.
+
+        ``(signal, index)`` pairs: ``index`` selects elements along the
+        signal's first axis (None: all of it), as `Layout.indexed_view`'s.
+        Nengo runs every reader of a set signal after its setter, so a base
+        whose written elements are all set afresh needs no value from the step
+        before: the layout keeps it within a step only (`Layout.transient_keys`),
+        and no step writes it to the state carried between steps. The default
+        claims nothing; a builder whose operator reads what it sets (a neuron
+        type's state, ``step += 1``) must claim nothing for those signals.
+        """
+        return ()
+
 
 def register(op_type):
     """Register the decorated `.OpBuilder` for ``op_type`` (and subclasses)."""

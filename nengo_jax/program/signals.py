@@ -42,10 +42,23 @@ class SignalEnv:
         The PRNG state carried between timesteps (device-side randomness).
     training : bool
         Whether this step computes the training version of the model (static).
+    unset : iterable of str
+        Keys of bases whose values hold nothing yet (placeholders for the
+        layout's transient state): reading an element before this step wrote
+        it raises, so a wrong claim of `OpBuilder.fresh_writes` fails loudly
+        when the step is traced instead of reading zeros.
     """
 
     def __init__(
-        self, layout, values, streams, minibatch_size, dt, key, training=False
+        self,
+        layout,
+        values,
+        streams,
+        minibatch_size,
+        dt,
+        key,
+        training=False,
+        unset=(),
     ):
         self.layout = layout
         self.values = values
@@ -60,6 +73,8 @@ class SignalEnv:
         self._pending = {}
         #: The token of this step's last `host_call` (None before the first).
         self._host_token = None
+        #: key -> flat mask of the elements not yet written (see ``unset``)
+        self._unset = {k: np.ones(int(np.prod(layout.shape(k))), bool) for k in unset}
 
     def is_batched(self, sig) -> bool:
         """Whether the value of ``sig`` has a batch axis."""
@@ -78,6 +93,8 @@ class SignalEnv:
         view = self.layout.view(sig) if view is None else view
         if sig.sparse:
             return self.values[view.key]
+        if view.key in self._unset:
+            self._check_written(sig, view)
         if view.key in self._pending:
             if view.index is None:
                 value = self._range(view.key, view.start, view.stop)
@@ -127,6 +144,10 @@ class SignalEnv:
             old = self.values[key] = jnp.broadcast_to(old, (B,) + old.shape)
         value = jnp.broadcast_to(jnp.asarray(value, dtype=old.dtype), (B,) + view.shape)
         value = value.reshape(B, -1)
+        if key in self._unset:
+            if inc:
+                self._check_written(sig, view)
+            self._unset[key][self._elements(view)] = False
         if view.index is None:
             if view.start == view.stop:
                 return
@@ -138,6 +159,24 @@ class SignalEnv:
             where = self.values[key].reshape(B, -1).at[:, view.index.ravel()]
             new = where.add(value) if inc else where.set(value)
             self.values[key] = new.reshape(old.shape)
+
+    def _elements(self, view):
+        """The flat elements of ``view``'s state array that it covers."""
+        if view.index is None:
+            return slice(view.start, view.stop)
+        index = view.index.ravel()
+        if view.param_key is not None:  # [parameter part, state part]
+            n_param = int(np.prod(self.layout.shape(view.param_key)))
+            index = index[index >= n_param] - n_param
+        return index
+
+    def _check_written(self, sig, view):
+        if self._unset[view.key][self._elements(view)].any():
+            raise RuntimeError(
+                f"nengo_jax internal error: {sig} is read before it is written "
+                f"in this step, but its base {view.key!r} is kept within a step "
+                "only (an operator builder's fresh_writes claims too much)"
+            )
 
     def _range(self, key, start, stop):
         """Elements ``[start, stop)`` of base ``key`` (flat, batched), pending

@@ -8,7 +8,8 @@ import numpy as np
 from nengo import Connection, Ensemble
 from nengo.builder.connection import BuiltConnection
 from nengo.builder.ensemble import BuiltEnsemble
-from nengo.exceptions import SimulatorClosed, ValidationError
+from nengo.builder.signal import Signal
+from nengo.exceptions import SimulationError, SimulatorClosed, ValidationError
 from nengo.transforms import SparseMatrix
 
 from nengo_jax.program.layout import sparse_coords
@@ -133,10 +134,15 @@ class HostValues:
         return value
 
     def has(self, sig) -> bool:
-        """Whether ``sig`` is stored (signals that no operator uses are not)."""
+        """Whether ``sig`` is stored (signals that no operator uses are not, nor
+        those that live within a step only)."""
         if self._bases is None:
             self._bases = set(self.layout.bases)
-        return sig is not None and sig.base in self._bases
+        return (
+            sig is not None
+            and sig.base in self._bases
+            and not self.layout.is_transient(sig)
+        )
 
     def is_param(self, sig) -> bool:
         """Whether ``sig`` lies entirely in the (unbatched) parameters."""
@@ -255,7 +261,10 @@ class SignalValues(Mapping):
     """``sim.signals``: the current value of each signal, as a read-only array.
 
     Batched state has a leading minibatch axis when the Simulator was given a
-    ``minibatch_size``. Iterates over the base signals.
+    ``minibatch_size``. Iterates over the base signals kept between steps:
+    those that are set anew every step before anything reads them (a neuron
+    group's input current and output, a Node's output) live within a step
+    only, and reading them raises a `SimulationError` (probe them instead).
     """
 
     def __init__(self, sim):
@@ -265,6 +274,12 @@ class SignalValues(Mapping):
         sim = self._sim
         if sim.closed:
             raise SimulatorClosed("Cannot read signals of a closed simulator")
+        if sim._layout.is_transient(sig):
+            raise SimulationError(
+                f"Cannot read {sig}: it is computed anew every step and not kept "
+                "between steps (nengo_jax does not store it, to save memory "
+                "traffic); record it with a nengo.Probe instead"
+            )
         params, state = sim._runtime.live_values()
         env = SignalEnv(
             sim._layout,
@@ -280,8 +295,21 @@ class SignalValues(Mapping):
         value.setflags(write=False)
         return value
 
+    def __contains__(self, sig):
+        layout = self._sim._layout
+        return (
+            isinstance(sig, Signal)
+            and sig.base in set(layout.bases)
+            and not layout.is_transient(sig)
+        )
+
     def __iter__(self):
-        return iter(self._sim._layout.bases)
+        return iter(self._kept())
 
     def __len__(self):
-        return len(self._sim._layout.bases)
+        return len(self._kept())
+
+    def _kept(self) -> list:
+        """The base signals kept between steps (those `__getitem__` reads)."""
+        layout = self._sim._layout
+        return [base for base in layout.bases if not layout.is_transient(base)]

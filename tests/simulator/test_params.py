@@ -263,7 +263,8 @@ def test_save_load_with_state_continues_exactly(tmp_path):
     # the state needs the same minibatch size; nothing changes otherwise
     with nengo_jax.Simulator(weights_net(nengo.LIF()), progress_bar=False) as sim3:
         before = {k: np.array(v) for k, v in sim3._state.items()}
-        with pytest.raises(ValidationError, match=r"shape \(1, 1\) here but \(2, 1\)"):
+        mismatch = r"shape \(1, 20\) here but \(2, 20\)"
+        with pytest.raises(ValidationError, match=mismatch):
             sim3.load_params(path, include_state=True)
         assert_params_equal(before, {k: np.array(v) for k, v in sim3._state.items()})
         assert sim3.n_steps == 0
