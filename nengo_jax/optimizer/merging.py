@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from nengo.builder.operator import DotInc
 from nengo.builder.optimizer import OpMergePass, OpsToMerge
 from nengo.utils.graphs import BidirectionalDAG
 
@@ -79,7 +80,7 @@ def merge_plan(model, dg: dict, plan, sorter) -> list:
     # (its graph's forward edges are ``dg`` itself; we merge vertices our way)
     graph = (dg, merge_pass.dg.backward)
     independent = _Independent()
-    groups = [list(group) for group in plan]
+    groups = _apart_by_learning(plan, dg)
     # As Nengo's optimizer does: merge operators with views first (their memory
     # order is fixed), again and again while that merges anything, then those
     # of one group without views (whose concatenation fixes an order), then
@@ -134,6 +135,28 @@ def merge_plan(model, dg: dict, plan, sorter) -> list:
     ordered = [op for group in groups for op in group]
     model.operators[:] = ordered
     return ordered
+
+
+def _apart_by_learning(plan, dg) -> list:
+    """The groups of ``plan``, each split in two where its matrix products mix
+    learned matrices (written by an operator, e.g. a learning rule's update of
+    a Connection's weights) with fixed ones.
+
+    Merged, they would share one base, part state and part parameter, which
+    every step has to join (a copy of all of it, per batch item) before the
+    product can read it. The operators of a group are independent, so the two
+    halves may run in either order.
+    """
+    written = {sig.base for op in dg for sig in op.sets + op.incs + op.updates}
+    groups = []
+    for group in plan:
+        learned = [isinstance(op, DotInc) and op.A.base in written for op in group]
+        if any(learned) and not all(learned):
+            groups.append([op for op, w in zip(group, learned, strict=True) if not w])
+            groups.append([op for op, w in zip(group, learned, strict=True) if w])
+        else:
+            groups.append(list(group))
+    return groups
 
 
 def _merge_group(group, views, sorter, merge_pass, graph, independent):

@@ -280,19 +280,46 @@ def pes_net(dims=6, seed=0):
 
 
 def test_pes_rules_and_their_synapses_merge():
-    """Every PES rule merges into one operator, and the synapses whose inputs
-    and outputs were concatenated in different orders gather, exactly."""
+    """Every PES rule merges into one operator, the learned decoders apart from
+    the fixed ones, exactly."""
     net = pes_net()
     with nengo.Simulator(net, progress_bar=False) as ref:
         ref.run_steps(200)
     with nengo_jax.Simulator(net, progress_bar=False, minibatch_size=2) as sim:
         sim.run_steps(200)
         ops = sim.step_order
+        # no base mixes learned (state) and fixed (parameter) elements
+        assert not sim._layout._split
     for item in sim.data[net.probe]:
         np.testing.assert_allclose(item, ref.data[net.probe], atol=2e-5)
     (pes,) = [op for op in ops if isinstance(op, nengo.builder.learning_rules.SimPES)]
     assert isinstance(pes, MergedSimPES) and pes.n_rules == 6
-    gathered = [op for op in ops if getattr(op, "input_index", None) is not None]
-    assert gathered and all(isinstance(op, MergedSimProcess) for op in gathered)
+    learned = {pes.delta.base}
+    products = [op for op in ops if isinstance(op, DotInc)]
+    written = {s.base for op in ops for s in op.incs if op.reads[0].base in learned}
+    assert written  # (the Copy adding each step's delta to the weights)
+    assert [op.A.base in written for op in products].count(True) == 1
     synapses = [op for op in ops if isinstance(op, nengo.builder.processes.SimProcess)]
     assert len(synapses) <= 8  # (there are 6 + 6 + 6 + 2 + 1 before merging)
+
+
+def test_synapses_concatenated_in_different_orders_gather():
+    """Synapses whose inputs and outputs are concatenated in different orders
+    merge by gathering, exactly."""
+    with nengo.Network(seed=1) as net:
+        stim = nengo.Node(lambda t: np.sin(np.arange(4) + 5 * t))
+        a = nengo.networks.EnsembleArray(20, 4)
+        b = nengo.networks.EnsembleArray(20, 4)
+        nengo.Connection(stim, a.input)
+        for i in range(4):  # (reversed: the targets are in the other order)
+            nengo.Connection(a.ea_ensembles[i], b.ea_ensembles[3 - i], synapse=0.01)
+        probe = nengo.Probe(b.output, synapse=0.01)
+    with nengo.Simulator(net, progress_bar=False) as ref:
+        ref.run_steps(100)
+    with nengo_jax.Simulator(net, progress_bar=False, minibatch_size=2) as sim:
+        sim.run_steps(100)
+        ops = sim.step_order
+    gathered = [op for op in ops if getattr(op, "input_index", None) is not None]
+    assert gathered and all(isinstance(op, MergedSimProcess) for op in gathered)
+    for item in sim.data[probe]:
+        np.testing.assert_allclose(item, ref.data[probe], atol=2e-5)
