@@ -214,6 +214,17 @@ class Placement:
                 )
         return result
 
+    def from_shares(self, arrays: dict) -> dict:
+        """Across processes, one global minibatch of each of the processes'
+        shares ``arrays`` (by name, items first), as Keras makes the minibatches
+        of ``fit``; in one process, ``arrays``."""
+        if self.local:
+            return arrays
+        return {
+            name: jax.make_array_from_process_local_data(self._batched, np.asarray(x))
+            for name, x in arrays.items()
+        }
+
     @staticmethod
     def first_value(array):
         """The first element of a state ``array`` that is the same for every

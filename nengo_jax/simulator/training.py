@@ -335,6 +335,9 @@ class KerasMethods:
                 f" items{share}; got {batch}. Use predict for more.",
                 attr="x",
             )
+        # (Keras takes this minibatch as it is: across processes, it is one of
+        # the processes' shares)
+        x = self._placement.from_shares(x)
         return self._by_probe(self._keras_call("predict_on_batch", stateful, x))
 
     # -- helpers --------------------------------------------------------------------

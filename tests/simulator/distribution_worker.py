@@ -208,7 +208,24 @@ def process_checks(process_id, port):
         "local_devices": jax.local_device_count(),
         "keras_devices": trained.pop("devices"),
         "share": nengo_jax.process_share(np.arange(2 * MB), MB, distribution).tolist(),
+        "share_structures": shares(distribution),
     } | trained
+
+
+def shares(distribution):
+    """`nengo_jax.process_share` of a dict and a list, and its error."""
+    items = np.arange(MB)
+    given = nengo_jax.process_share({"a": items, "b": -items}, MB, distribution)
+    listed = nengo_jax.process_share([items, items[:, None]], MB, distribution)
+    try:
+        nengo_jax.process_share({"a": np.zeros((12, 3))}, MB, distribution)
+    except ValidationError as e:
+        error = str(e)
+    return {
+        "dict": {k: v.tolist() for k, v in given.items()},
+        "list": [type(listed).__name__, listed[0].tolist(), listed[1].shape],
+        "error": error,
+    }
 
 
 def refused_data(sim, net, x, y, process_id):
@@ -238,9 +255,12 @@ def refused_data(sim, net, x, y, process_id):
     except SimulationError as e:
         errors["check_gradients"] = str(e)
     after = sim.predict({net.stim: x}, verbose=0)[net.out]
+    # the first minibatch, of the processes' shares of it
+    on_batch = sim.predict_on_batch({net.stim: x[:4]})[net.out]
     return {
         "errors": errors,
         "unchanged": bool(np.array_equal(before, after)),
+        "on_batch": float(np.max(np.abs(on_batch - after[:MB]))),
     }
 
 

@@ -168,11 +168,35 @@ def test_two_processes_keras_calls_equal_one(two_processes):
             )
         # (read back through sim.data)
         np.testing.assert_allclose(got["decoders"], one["decoders"], atol=1e-7)
+        # (predict_on_batch: one minibatch, of the processes' shares of it)
+        assert process["measured"]["on_batch"] < 1e-6
     # every process holds the same replica of the parameters
     first, second = (process["trained"] for process in two_processes)
     for key in first:
         if key.startswith("param."):
             np.testing.assert_array_equal(first[key], second[key])
+
+
+def test_process_share(two_processes):
+    """Each process's rows of every minibatch, of one array, a dict or a list."""
+    for i, process in enumerate(two_processes):
+        rows = [4 * i + j for j in range(4)]
+        measured = process["measured"]["share_structures"]
+        assert measured["dict"] == {"a": rows, "b": [-r for r in rows]}
+        assert measured["list"] == ["list", rows, [4, 1]]
+        assert measured["error"] == (
+            "data: Data for a must have whole minibatches of minibatch_size=8 "
+            "items along its first axis; got shape (12, 3)"
+        )
+
+
+def test_process_share_in_one_process():
+    """One process gives all of the data (whatever the devices)."""
+    import keras
+
+    x = {"stim": np.zeros((16, 5, 2))}
+    assert nengo_jax.process_share(x, 8) is x
+    assert nengo_jax.process_share(x, 8, keras.distribution.DataParallel()) is x
 
 
 def test_two_processes_refuse_data_that_does_not_fit(two_processes):
