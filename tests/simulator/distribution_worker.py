@@ -193,13 +193,17 @@ def process_checks(process_id, port):
     trained = training(
         distribution,
         share=lambda a: nengo_jax.process_share(a, MB, distribution),
-        more=lambda sim, net, x, y: refused_data(sim, net, x, y, process_id),
+        more=lambda sim, net, x, y: more_checks(sim, net, x, y, process_id),
     )
     out = os.environ["WORKER_OUT"]
     np.savez(out, **probes)
     np.savez(
         out.replace(".npz", "_trained.npz"),
-        **{k: trained.pop(k) for k in ("before", "after", "losses", "decoders")},
+        **{
+            k: trained.pop(k)
+            for k in ("before", "after", "losses", "decoders", "frozen")
+            if k in trained
+        },
         **{f"param.{k}": v for k, v in trained.pop("params").items()},
     )
     return {
@@ -228,10 +232,15 @@ def shares(distribution):
     }
 
 
-def refused_data(sim, net, x, y, process_id):
+def more_checks(sim, net, x, y, process_id):
     """The errors of Keras calls whose data do not fit together across the two
-    processes (process 1's differs), and whether predict then still gives what
-    it gave before them."""
+    processes (process 1's differs), whether predict then still gives what it
+    gave before them, and predict_on_batch. Process 0 alone (no collective)
+    saves the trained parameters and reads them with get_nengo_params."""
+    measured = {}
+    if process_id == 0:
+        sim.save_params(os.environ["WORKER_OUT"].replace(".npz", "_params"))
+        measured["frozen"] = sim.get_nengo_params(net.conn)["solver"].values
     before = sim.predict({net.stim: x}, verbose=0)[net.out]
     errors = {}
     # what process 1 gives instead of its share
@@ -257,7 +266,7 @@ def refused_data(sim, net, x, y, process_id):
     after = sim.predict({net.stim: x}, verbose=0)[net.out]
     # the first minibatch, of the processes' shares of it
     on_batch = sim.predict_on_batch({net.stim: x[:4]})[net.out]
-    return {
+    return measured | {
         "errors": errors,
         "unchanged": bool(np.array_equal(before, after)),
         "on_batch": float(np.max(np.abs(on_batch - after[:MB]))),

@@ -119,6 +119,7 @@ def two_processes(tmp_path_factory):
             "measured": _last_json(stdout),
             "run": dict(np.load(out / f"{i}.npz")),
             "trained": dict(np.load(out / f"{i}_trained.npz")),
+            "params_file": out / f"{i}_params.npz",
         }
         for i, (stdout, _) in enumerate(outputs)
     ]
@@ -170,6 +171,17 @@ def test_two_processes_keras_calls_equal_one(two_processes):
         np.testing.assert_allclose(got["decoders"], one["decoders"], atol=1e-7)
         # (predict_on_batch: one minibatch, of the processes' shares of it)
         assert process["measured"]["on_batch"] < 1e-6
+    # process 0 saved the parameters and read them with get_nengo_params,
+    # alone (from its replica, no collective)
+    saved = two_processes[0]["trained"]
+    np.testing.assert_allclose(saved["frozen"].T, one["decoders"], atol=1e-7)
+    net = worker.rate_net()
+    with nengo_jax.Simulator(net, minibatch_size=worker.MB, progress_bar=False) as sim:
+        assert not np.allclose(sim.data[net.conn].weights, one["decoders"])
+        sim.load_params(two_processes[0]["params_file"])
+        np.testing.assert_allclose(
+            sim.data[net.conn].weights, one["decoders"], atol=1e-7
+        )
     # every process holds the same replica of the parameters
     first, second = (process["trained"] for process in two_processes)
     for key in first:
