@@ -93,11 +93,22 @@ def test_keras_calls_on_four_devices_equal_one(four_devices, how):
     assert result["predict_after"] < 1e-5
 
 
-@pytest.fixture(scope="module")
-def two_processes(tmp_path_factory):
-    """What the two processes of a ``jax.distributed`` job (two CPU devices
-    each, gloo collectives) measured, and what they saved (by process)."""
-    out = tmp_path_factory.mktemp("two_processes")
+def test_two_processes_equal_one(tmp_path):
+    """Two processes of a ``jax.distributed`` job (two CPU devices each, gloo
+    collectives) run and train as one device does.
+
+    (One test, so that the processes run once even when pytest-xdist would
+    give the tests of a shared fixture to several workers.)
+    """
+    two_processes = _run_two_processes(tmp_path)
+    check_run(two_processes)
+    check_keras_calls(two_processes)
+    check_process_share(two_processes)
+    check_refused_data(two_processes)
+
+
+def _run_two_processes(out):
+    """What the two processes measured, and what they saved (by process)."""
     with socket.socket() as s:
         s.bind(("localhost", 0))
         port = s.getsockname()[1]
@@ -125,7 +136,7 @@ def two_processes(tmp_path_factory):
     ]
 
 
-def test_two_processes_run_equal_one(two_processes):
+def check_run(two_processes):
     """A run over the four devices of two processes records what one device
     does, in both."""
     net = worker.learning_net()
@@ -145,7 +156,7 @@ def test_two_processes_run_equal_one(two_processes):
             )
 
 
-def test_two_processes_keras_calls_equal_one(two_processes):
+def check_keras_calls(two_processes):
     """predict, fit, evaluate and predict again, each process giving its half
     of the data (`nengo_jax.process_share`), equal one device given all of it:
     every process gets all of predict's outputs, evaluate's loss of all the
@@ -189,7 +200,7 @@ def test_two_processes_keras_calls_equal_one(two_processes):
             np.testing.assert_array_equal(first[key], second[key])
 
 
-def test_process_share(two_processes):
+def check_process_share(two_processes):
     """Each process's rows of every minibatch, of one array, a dict or a list."""
     for i, process in enumerate(two_processes):
         rows = [4 * i + j for j in range(4)]
@@ -211,7 +222,7 @@ def test_process_share_in_one_process():
     assert nengo_jax.process_share(x, 8, keras.distribution.DataParallel()) is x
 
 
-def test_two_processes_refuse_data_that_does_not_fit(two_processes):
+def check_refused_data(two_processes):
     """Data that does not fit together raises in both processes (none waits for
     the other), and leaves the simulator as it was."""
     refused, other = (p["measured"]["errors"] for p in reversed(two_processes))
