@@ -16,6 +16,7 @@ from nengo_jax.neurons import (  # noqa: E402
     SpikingLeakyReLU,
 )
 from nengo_jax.simulator import Simulator  # noqa: E402
+from nengo_jax.simulator.distribution import process_share  # noqa: E402
 from nengo_jax.tensor_node import TensorNode  # noqa: E402
 from nengo_jax.version import __version__  # noqa: E402
 
@@ -32,5 +33,6 @@ __all__ = [
     "dists",
     "losses",
     "obj",
+    "process_share",
     "__version__",
 ]

@@ -11,15 +11,26 @@ per-item weights (those of online learning rules) are state, so they split with
 the batch.
 
 Several processes (`keras.distribution.initialize`, i.e. ``jax.distributed``)
-run the same program on the devices of all of them: every process holds the
-whole minibatch of a run's inputs and gets the whole of its probe data back
-(each process puts only its own devices' share on them). Keras calls run on
-the devices of one process.
+run the same program on the devices of all of them. A run's inputs are the
+whole minibatch in every process, and every process gets the whole of its
+probe data back (each process puts only its own devices' share on them). The
+Keras calls take data as Keras does across processes: each process gives its
+own share of every minibatch (`process_share`: the items that its devices
+hold, ``minibatch_size / processes`` of them with `DataParallel`), and Keras
+makes the global minibatch of the shares (`jax.make_array_from_process_local_data`).
+The processes first agree that their data fit together (`Placement.agree`),
+so that data that does not fit raises the same error in every process
+instead of leaving the others waiting. ``predict`` gathers the outputs: every
+process gets those of the whole data, as from ``run``; ``evaluate``'s results
+are those of the whole data, and ``fit`` trains every replica of the
+parameters alike.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
+import zlib
 
 import jax
 import numpy as np
@@ -28,6 +39,9 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from nengo.exceptions import SimulationError, ValidationError
 
 from nengo_jax.program.program import find_device
+
+#: The Keras calls of a Simulator that run across several processes.
+ACROSS_PROCESSES = ("fit", "evaluate", "predict", "predict_on_batch")
 
 
 class Placement:
@@ -57,6 +71,12 @@ class Placement:
             self._replicated = NamedSharding(self.mesh, PartitionSpec())
             here = jax.process_index()
             self.local = all(d.process_index == here for d in self.mesh.devices.flat)
+            self._keras = distribution
+            if not self.local:
+                # each process gives its share of the data (arrays): already
+                # sharded, in Keras's words (a copy: the user's stays as it is)
+                self._keras = copy.copy(distribution)
+                self._keras.auto_shard_dataset = False
 
     @property
     def sharded(self) -> bool:
@@ -99,27 +119,120 @@ class Placement:
             return jax.device_get(tree)
         return multihost_utils.process_allgather(tree, tiled=True)
 
+    @property
+    def processes(self) -> int:
+        """The number of processes whose devices split the minibatch."""
+        if self.local:
+            return 1
+        return len({d.process_index for d in self.mesh.devices.flat})
+
+    def local_rows(self, minibatch_size: int) -> np.ndarray:
+        """The items of a minibatch that this process's devices hold, in order
+        (all of them, in one process)."""
+        if self.local:
+            return np.arange(minibatch_size)
+        held = self._batched.addressable_devices_indices_map((minibatch_size,))
+        items = np.arange(minibatch_size)
+        return np.unique(np.concatenate([items[index] for index in held.values()]))
+
     def keras_scope(self, what: str):
         """The context of this simulator's Keras call ``what``: its distribution's
-        scope (Keras then splits each minibatch over the mesh as it does its own).
+        scope (Keras then splits each minibatch over the mesh as it does its own;
+        across processes, it makes each minibatch of the processes' shares).
 
         Raises
         ------
         SimulationError
-            With several processes: Keras would feed each its own share of the
-            data, which this simulator does not split yet.
+            With several processes, for a call other than those of
+            `ACROSS_PROCESSES`.
         """
         if self.distribution is None:
             return contextlib.nullcontext()
-        if not self.local:
+        if not self.local and what not in ACROSS_PROCESSES:
             raise SimulationError(
-                f"Cannot {what} across {jax.process_count()} processes: the Keras "
-                "calls of a Simulator run on the devices of one process (one "
-                "device or several); runs (run, run_steps) take several "
-                "processes. Give this Simulator device=jax.local_devices() to "
-                "train in each process."
+                f"Cannot {what} across {self.processes} processes: of the Keras "
+                f"calls, only {', '.join(ACROSS_PROCESSES)} run across processes. "
+                "Give this Simulator device=jax.local_devices() to run it in each "
+                "process on its own."
             )
-        return self.distribution.scope()
+        return self._keras.scope()
+
+    def agree(self, what: str, check):
+        """The result of ``check()``, once the data of every process's Keras call
+        ``what`` passed its checks and the processes' data fit together.
+
+        ``check`` checks this process's data and returns ``(result, shape)``,
+        with ``shape = (items, steps, signature)``: the number of items and of
+        steps, and a description of the arrays (names and sizes), which must be
+        the same in every process. In one process, only ``check`` runs. Every
+        process takes part in one collective, so a check that fails in one
+        process raises in all of them, instead of leaving the others waiting
+        for it in the first minibatch.
+
+        Raises
+        ------
+        Exception
+            What ``check`` raised, in the process whose check failed.
+        ValidationError
+            In the other processes then, and in every process if their data do
+            not fit together.
+        """
+        if self.local:
+            return check()[0]
+        result, error, facts = None, None, np.full(4, -1, np.int32)
+        try:
+            result, (items, steps, signature) = check()
+            facts[:] = (0, items, steps, zlib.crc32(repr(signature).encode()) >> 1)
+        except Exception as e:
+            error = e
+        every = np.asarray(multihost_utils.process_allgather(facts))
+        if error is not None:
+            raise error
+        failed = np.flatnonzero(every[:, 0] < 0).tolist()
+        if failed:
+            raise ValidationError(
+                f"Cannot {what}: the data of process {failed[0]} was refused "
+                "there (its error says why); every process must give valid data",
+                attr="x",
+            )
+        for column, differ in (
+            (1, "number of items (its share of every minibatch)"),
+            (2, "number of steps"),
+            (3, "Nodes and Probes, with arrays of the same sizes"),
+        ):
+            if len(set(every[:, column].tolist())) > 1:
+                got = ""
+                if column < 3:
+                    got = "; got " + ", ".join(
+                        f"{n} in process {p}" for p, n in enumerate(every[:, column])
+                    )
+                raise ValidationError(
+                    f"Cannot {what} across {len(every)} processes: each must give "
+                    f"data with the same {differ}{got}. See "
+                    "nengo_jax.process_share for each process's share.",
+                    attr="x",
+                )
+        return result
+
+    def from_shares(self, arrays: dict) -> dict:
+        """Across processes, one global minibatch of each of the processes'
+        shares ``arrays`` (by name, items first), as Keras makes the minibatches
+        of ``fit``; in one process, ``arrays``."""
+        if self.local:
+            return arrays
+        return {
+            name: jax.make_array_from_process_local_data(self._batched, np.asarray(x))
+            for name, x in arrays.items()
+        }
+
+    @staticmethod
+    def first_value(array):
+        """The first element of a state ``array`` that is the same for every
+        batch item (e.g. the step), read from this process's devices (other
+        processes' items cannot be read without a collective)."""
+        if isinstance(array, jax.Array):
+            array = array.addressable_shards[0].data
+        return np.asarray(array).reshape(-1)[0]
 
     def adopt(self, variables):
         """Replicate Keras ``variables`` made outside the distribution's scope
@@ -149,6 +262,67 @@ class Placement:
             return jax.make_array_from_callback(x.shape, sharding, x.__getitem__)
 
         return jax.tree_util.tree_map(put, tree)
+
+
+def process_share(data, minibatch_size: int, distribution=None):
+    """This process's share of ``data`` for a Simulator's Keras calls, when
+    several processes (``jax.distributed``) run it.
+
+    Across processes, ``fit``, ``evaluate`` and ``predict`` take in each
+    process its share of every minibatch: the items that its devices hold
+    (with `keras.distribution.DataParallel` over ``P`` processes, items
+    ``p * n / P`` to ``(p + 1) * n / P - 1`` of each minibatch of ``n`` items
+    for process ``p``). Given the whole data, in every process, this returns
+    them.
+
+    Parameters
+    ----------
+    data : array or dict or list
+        Arrays with items along their first axis (a multiple of
+        ``minibatch_size``): one, or a dict or list of them (e.g. ``x`` and
+        ``y`` of ``fit``).
+    minibatch_size : int
+        The Simulator's ``minibatch_size`` (that of all processes together).
+    distribution : keras.distribution.Distribution or None
+        The Simulator's ``device``; None: Keras's global distribution.
+
+    Returns
+    -------
+    array or dict or list
+        ``data`` with only this process's items (``data`` itself, with one
+        process or no distribution).
+
+    Raises
+    ------
+    ValidationError
+        If an array's items are not whole minibatches, or ``minibatch_size`` is
+        not a multiple of the devices.
+    """
+    import keras
+
+    if distribution is None:
+        distribution = keras.distribution.distribution()
+    place = placement(distribution, minibatch_size)
+    if place.local:
+        return data
+    rows = place.local_rows(minibatch_size)
+
+    def share(key, x):
+        x = np.asarray(x)
+        if x.ndim == 0 or len(x) % minibatch_size != 0:
+            raise ValidationError(
+                f"Data{key} must have whole minibatches of minibatch_size="
+                f"{minibatch_size} items along its first axis; got shape {x.shape}",
+                attr="data",
+            )
+        starts = np.arange(0, len(x), minibatch_size)
+        return x[(starts[:, None] + rows).ravel()]
+
+    if isinstance(data, dict):
+        return {key: share(f" for {key}", x) for key, x in data.items()}
+    if isinstance(data, list | tuple):
+        return type(data)(share(f"[{i}]", x) for i, x in enumerate(data))
+    return share("", data)
 
 
 def placement(device, minibatch_size: int) -> Placement:

@@ -347,13 +347,16 @@ class InputChecker:
         loss_outputs=None,
         nan_targets=frozenset(),
         one_batch=False,
+        share=None,
     ):
         """Inputs and targets of a Keras call, named as the Keras model names them.
 
         ``loss_outputs`` (the probe names with a loss) makes targets required
         for exactly those probes (``fit``, ``evaluate``); the targets of
         ``nan_targets`` (probe names whose loss is `~.losses.nan_mse`) may be NaN.
-        With ``one_batch``, the data must be one minibatch.
+        With ``one_batch``, the data must be one minibatch. With ``share`` (one
+        of several processes), the data are this process's share of every
+        minibatch, ``share`` items of each: whole shares, nothing cut off.
         """
         nodes, probes = list(self.input_nodes), self.model.probes
         x = _by_node(x, nodes)
@@ -390,7 +393,7 @@ class InputChecker:
             arrays.append((f"Targets for {probe}", array, last))
             yk[self.probe_names[probe]] = array
 
-        batch = arrays[0][1].shape[0] if arrays else self.minibatch_size
+        batch = arrays[0][1].shape[0] if arrays else (share or self.minibatch_size)
         steps = _steps_of(xk.values(), yk.values(), n_steps)
         if steps is None:
             raise ValidationError(
@@ -418,13 +421,22 @@ class InputChecker:
                 attr="n_steps",
             )
         self.steps(steps)
+        if share is not None and (batch == 0 or batch % share != 0):
+            raise ValidationError(
+                f"{method} across processes takes in each process its share of "
+                f"every minibatch, {share} of its minibatch_size="
+                f"{self.minibatch_size} items: the number of items must be a "
+                f"positive multiple of {share}; got {batch}. See "
+                "nengo_jax.process_share.",
+                attr="x",
+            )
         if one_batch and batch != self.minibatch_size:
             raise ValidationError(
                 f"Each minibatch of a {method} stream must have minibatch_size="
                 f"{self.minibatch_size} items; got {batch}",
                 attr="x",
             )
-        if batch % self.minibatch_size != 0:
+        if share is None and batch % self.minibatch_size != 0:
             kept = batch - batch % self.minibatch_size
             if kept == 0:
                 raise ValidationError(

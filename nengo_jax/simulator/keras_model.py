@@ -58,6 +58,9 @@ class SimulatorModel(keras.Model):
         ``sharding(key)``: the `jax.sharding.Sharding` of the variable of a
         parameter or state key (None: JAX's default device; see
         `.distribution.Placement.sharding`).
+    gather_outputs : bool
+        Whether ``predict`` gathers its outputs on every device (replicated),
+        so that each process of several can read all of them.
     """
 
     def __init__(
@@ -71,6 +74,7 @@ class SimulatorModel(keras.Model):
         step_key,
         training=bool,
         sharding=lambda key: None,
+        gather_outputs=False,
     ):
         super().__init__(name="nengo_jax_simulator")
         self.program = program
@@ -80,6 +84,7 @@ class SimulatorModel(keras.Model):
         self.step_key = step_key
         self.training = training
         self.sharding = sharding
+        self.gather_outputs = gather_outputs
         self.param_vars = {
             key: keras.Variable(
                 value,
@@ -170,6 +175,12 @@ class SimulatorModel(keras.Model):
             name: jnp.swapaxes(outputs[key], 0, 1)
             for name, key in self.output_keys.items()
         }
+
+    def predict_step(self, state, data):
+        outputs, state = super().predict_step(state, data)
+        if self.gather_outputs:
+            outputs = jax.lax.with_sharding_constraint(outputs, self.sharding(""))
+        return outputs, state
 
     def compute_loss(
         self, x=None, y=None, y_pred=None, sample_weight=None, training=True

@@ -416,7 +416,7 @@ class Runtime:
             changes = {"params": model.param_values()} if trains else {}
             if stateful if keep_state is None else keep_state:
                 state = model.state_values()
-                step = np.asarray(state[model.step_key]).reshape(-1)[0]
+                step = self.placement.first_value(state[model.step_key])
                 changes.update(state=state, n_steps=int(step))
             self.commit(**changes)
 
@@ -470,7 +470,11 @@ def _built_optimizer(model):
 def copies(values: list) -> list:
     """Device copies of ``values`` (JAX arrays), made without compiling anything
     (``jnp.array(x, copy=True)`` compiles a copy for every shape, which took a
-    quarter of a second of a converted CNN's first epoch)."""
+    quarter of a second of a converted CNN's first epoch). Each copy has its
+    value's sharding (which JAX needs to copy an array split over the devices
+    of several processes)."""
+    if all(isinstance(v, jax.Array) for v in values):
+        return jax.device_put(values, [v.sharding for v in values], may_alias=False)
     return jax.device_put(values, may_alias=False)
 
 

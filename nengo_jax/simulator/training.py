@@ -18,6 +18,7 @@ from nengo.exceptions import SimulationError, SimulatorClosed, ValidationError
 from nengo_jax.losses import nan_mse
 from nengo_jax.program.signals import SignalEnv
 from nengo_jax.simulator.data import HostValues
+from nengo_jax.simulator.distribution import ACROSS_PROCESSES
 from nengo_jax.simulator.keras_model import SimulatorModel
 from nengo_jax.simulator.streams import checked_stream, is_stream
 from nengo_jax.tensor_node import TensorNode, layer_weights
@@ -64,6 +65,9 @@ class KerasMethods:
                     step_key=self._layout.key(self.model.step),
                     training=self._runtime.training,
                     sharding=self._runtime.placement.sharding,
+                    # (across processes: every process reads all of predict's
+                    # outputs, as all of a run's probe data)
+                    gather_outputs=not self._placement.local,
                 )
                 _layer_weight_options(self.model, self._layout, self._keras)
         return self._keras
@@ -237,7 +241,7 @@ class KerasMethods:
             )
             kwargs["validation_data"] = (vx, vy) + tuple(validation[2:])
         return self._keras_call(
-            "fit", stateful, x, y, batch_size=self.minibatch_size, **kwargs
+            "fit", stateful, x, y, batch_size=self._local_batch(), **kwargs
         )
 
     def evaluate(self, x=None, y=None, n_steps=None, stateful=False, **kwargs):
@@ -275,7 +279,7 @@ class KerasMethods:
         x, y = self._keras_data(x, y, n_steps, "evaluate", targets=True, streams=True)
         kwargs.setdefault("return_dict", True)
         result = self._keras_call(
-            "evaluate", stateful, x, y, batch_size=self.minibatch_size, **kwargs
+            "evaluate", stateful, x, y, batch_size=self._local_batch(), **kwargs
         )
         return result
 
@@ -293,7 +297,7 @@ class KerasMethods:
         self._drop_batch_size(kwargs, "predict")
         x, _ = self._keras_data(x, None, n_steps, "predict", streams=True)
         outputs = self._keras_call(
-            "predict", stateful, x, batch_size=self.minibatch_size, **kwargs
+            "predict", stateful, x, batch_size=self._local_batch(), **kwargs
         )
         return self._by_probe(outputs)
 
@@ -322,12 +326,18 @@ class KerasMethods:
         self._check_open("predict")
         x, _ = self._keras_data(x, None, n_steps, "predict_on_batch")
         batch = len(next(iter(x.values())))
-        if batch != self.minibatch_size:
+        if batch != self._local_batch():
+            share = ""
+            if self._local_batch() != self.minibatch_size:
+                share = f" (this process's share: {self._local_batch()})"
             raise ValidationError(
                 f"predict_on_batch takes exactly minibatch_size={self.minibatch_size}"
-                f" items; got {batch}. Use predict for more.",
+                f" items{share}; got {batch}. Use predict for more.",
                 attr="x",
             )
+        # (Keras takes this minibatch as it is: across processes, it is one of
+        # the processes' shares)
+        x = self._placement.from_shares(x)
         return self._by_probe(self._keras_call("predict_on_batch", stateful, x))
 
     # -- helpers --------------------------------------------------------------------
@@ -382,6 +392,11 @@ class KerasMethods:
         names = {self._output_name(p): p for p in self.model.probes}
         return {names[name]: np.asarray(value) for name, value in outputs.items()}
 
+    def _local_batch(self) -> int:
+        """The items of each minibatch that this process gives a Keras call: its
+        share, across processes (see `.distribution.process_share`)."""
+        return len(self._placement.local_rows(self.minibatch_size))
+
     def _drop_batch_size(self, kwargs, method):
         if kwargs.pop("batch_size", None) is not None:
             warnings.warn(
@@ -422,9 +437,34 @@ class KerasMethods:
         ``streams``, ``x`` may be a stream of minibatches (see `.streams`): it
         is returned as a stream checking each minibatch as it is read."""
         loss_outputs = self._loss_outputs if targets else None
+        place = self._placement
+        share = None
+        if not place.local and method in ACROSS_PROCESSES:
+            share = self._local_batch()
         if not is_stream(x):
-            return self._inputs.keras_data(
-                x, y, n_steps, method, loss_outputs, nan_targets=self._nan_targets
+
+            def check():
+                xk, yk = self._inputs.keras_data(
+                    x,
+                    y,
+                    n_steps,
+                    method,
+                    loss_outputs,
+                    nan_targets=self._nan_targets,
+                    share=share,
+                )
+                return (xk, yk), _described(xk, yk)
+
+            return check()[0] if share is None else place.agree(method, check)
+        if share is not None:
+            raise ValidationError(
+                f"{method} across {place.processes} processes takes arrays (in "
+                f"each process its share, see nengo_jax.process_share); got a "
+                f"{type(x).__name__}. A stream is read a minibatch at a time, so "
+                "the processes could not check first that their streams fit "
+                "together, and one whose stream failed would leave the others "
+                "waiting for it.",
+                attr="x",
             )
         if not streams or y is not None:
             raise ValidationError(
@@ -448,6 +488,17 @@ class KerasMethods:
             )
 
         return checked_stream(x, convert, method), None
+
+
+def _described(xk, yk) -> tuple:
+    """``(items, steps, signature)`` of a Keras call's data (see
+    `.distribution.Placement.agree`)."""
+    first = next(iter(xk.values()))
+    signature = [
+        sorted((name, array.shape[1:]) for name, array in data.items())
+        for data in (xk, yk or {})
+    ]
+    return len(first), first.shape[1], signature
 
 
 class InterruptCheck(keras.callbacks.Callback):

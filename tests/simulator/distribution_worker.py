@@ -64,7 +64,7 @@ def rate_net():
         a = nengo.Ensemble(30, 2, neuron_type=nengo.LIFRate())
         b = nengo.Ensemble(20, 2, neuron_type=nengo.LIFRate())
         nengo.Connection(net.stim, a, synapse=None)
-        nengo.Connection(a, b, synapse=0.005)
+        net.conn = nengo.Connection(a, b, synapse=0.005)
         net.out = nengo.Probe(b, synapse=0.01)
     return net
 
@@ -95,12 +95,23 @@ def runs(device):
     return probes, spread(weights)
 
 
-def training(device):
-    """Results of predict, fit (SGD), evaluate and predict again."""
-    net = rate_net()
+def training_data():
+    """Inputs and targets of two minibatches."""
     rng = np.random.RandomState(2)
     x = rng.uniform(-1, 1, size=(2 * MB, 20, 2)).astype(np.float32)
-    y = np.roll(x, 1, axis=-1)
+    return x, np.roll(x, 1, axis=-1)
+
+
+def training(device, share=None, more=None):
+    """Results of predict, fit (SGD), evaluate and predict again.
+
+    ``share`` gives this process its share of the data; ``more(sim, net, x,
+    y)`` measures more before the simulator closes (a dict).
+    """
+    net = rate_net()
+    x, y = training_data()
+    if share is not None:
+        x, y = share(x), share(y)
     with nengo_jax.Simulator(
         net, minibatch_size=MB, device=device, progress_bar=False, seed=3
     ) as sim:
@@ -114,11 +125,14 @@ def training(device):
         params = {k: np.asarray(v) for k, v in sim._runtime.snapshot.params.items()}
         variables = sim.keras_model.variables
         devices = max(len(v.value.sharding.device_set) for v in variables)
-    return {
+        decoders = sim.data[net.conn].weights
+        measured = {} if more is None else more(sim, net, x, y)
+    return measured | {
         "before": before,
         "after": after,
         "losses": np.array(history.history["loss"] + [loss]),
         "params": params,
+        "decoders": decoders,
         "devices": devices,
     }
 
@@ -133,6 +147,7 @@ def compare_training(one, many):
         "losses": float(np.max(np.abs(one["losses"] - many["losses"]))),
         "trained": float(np.max(np.abs(one["after"] - one["before"]))),
         "params": biggest_difference(one["params"], many["params"]) / scale,
+        "decoders": float(np.max(np.abs(one["decoders"] - many["decoders"]))),
         "keras_devices": many["devices"],
     }
 
@@ -161,31 +176,100 @@ def devices_checks():
 
 def process_checks(process_id, port):
     """One of two processes (two CPU devices each): a run over all four
-    devices, with the whole minibatch given to every process."""
+    devices, with the whole minibatch given to every process; then the Keras
+    calls, each process giving its share of the data."""
     keras.distribution.initialize(
         f"localhost:{port}", num_processes=2, process_id=process_id
     )
     net = learning_net()
     data = np.random.RandomState(0).randn(MB, STEPS, 2)
+    distribution = keras.distribution.DataParallel()
     with nengo_jax.Simulator(
-        net,
-        minibatch_size=MB,
-        device=keras.distribution.DataParallel(),
-        progress_bar=False,
+        net, minibatch_size=MB, device=distribution, progress_bar=False
     ) as sim:
         sim.run_steps(STEPS, data={net.stim: data})
         sim.run_steps(7)
         probes = {str(i): sim.data[p] for i, p in enumerate(net.watched)}
-        try:
-            sim.predict({net.stim: data})
-        except SimulationError as e:
-            keras_error = str(e)
-    np.savez(os.environ["WORKER_OUT"], **probes)
+    trained = training(
+        distribution,
+        share=lambda a: nengo_jax.process_share(a, MB, distribution),
+        more=lambda sim, net, x, y: more_checks(sim, net, x, y, process_id),
+    )
+    out = os.environ["WORKER_OUT"]
+    np.savez(out, **probes)
+    np.savez(
+        out.replace(".npz", "_trained.npz"),
+        **{
+            k: trained.pop(k)
+            for k in ("before", "after", "losses", "decoders", "frozen")
+            if k in trained
+        },
+        **{f"param.{k}": v for k, v in trained.pop("params").items()},
+    )
     return {
         "process_count": jax.process_count(),
         "global_devices": jax.device_count(),
         "local_devices": jax.local_device_count(),
-        "keras_error": keras_error,
+        "keras_devices": trained.pop("devices"),
+        "share": nengo_jax.process_share(np.arange(2 * MB), MB, distribution).tolist(),
+        "share_structures": shares(distribution),
+    } | trained
+
+
+def shares(distribution):
+    """`nengo_jax.process_share` of a dict and a list, and its error."""
+    items = np.arange(MB)
+    given = nengo_jax.process_share({"a": items, "b": -items}, MB, distribution)
+    listed = nengo_jax.process_share([items, items[:, None]], MB, distribution)
+    try:
+        nengo_jax.process_share({"a": np.zeros((12, 3))}, MB, distribution)
+    except ValidationError as e:
+        error = str(e)
+    return {
+        "dict": {k: v.tolist() for k, v in given.items()},
+        "list": [type(listed).__name__, listed[0].tolist(), listed[1].shape],
+        "error": error,
+    }
+
+
+def more_checks(sim, net, x, y, process_id):
+    """The errors of Keras calls whose data do not fit together across the two
+    processes (process 1's differs), whether predict then still gives what it
+    gave before them, and predict_on_batch. Process 0 alone (no collective)
+    saves the trained parameters and reads them with get_nengo_params."""
+    measured = {}
+    if process_id == 0:
+        sim.save_params(os.environ["WORKER_OUT"].replace(".npz", "_params"))
+        measured["frozen"] = sim.get_nengo_params(net.conn)["solver"].values
+    before = sim.predict({net.stim: x}, verbose=0)[net.out]
+    errors = {}
+    # what process 1 gives instead of its share
+    bad_data = {
+        "items": (x[:4], y[:4]),  # one minibatch's share instead of two
+        "share": (x[:6], y[:6]),  # not a whole share of a minibatch
+        "steps": (x[:, :10], y[:, :10]),  # fewer steps
+    }
+    for what, (bad_x, bad_y) in bad_data.items():
+        given = (x, y) if process_id == 0 else (bad_x, bad_y)
+        try:
+            sim.evaluate({net.stim: given[0]}, {net.out: given[1]}, verbose=0)
+        except ValidationError as e:
+            errors[what] = str(e)
+    try:
+        sim.predict(({net.stim: x[:4]} for _ in range(2)), verbose=0)
+    except ValidationError as e:
+        errors["stream"] = str(e)
+    try:
+        sim.check_gradients()
+    except SimulationError as e:
+        errors["check_gradients"] = str(e)
+    after = sim.predict({net.stim: x}, verbose=0)[net.out]
+    # the first minibatch, of the processes' shares of it
+    on_batch = sim.predict_on_batch({net.stim: x[:4]})[net.out]
+    return measured | {
+        "errors": errors,
+        "unchanged": bool(np.array_equal(before, after)),
+        "on_batch": float(np.max(np.abs(on_batch - after[:MB]))),
     }
 
 

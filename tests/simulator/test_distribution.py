@@ -88,20 +88,34 @@ def test_keras_calls_on_four_devices_equal_one(four_devices, how):
     assert result["predict_before"] < 1e-6
     # float32 rounding: the gradient sums over the batch in another order
     assert result["params"] < 1e-6
+    assert result["decoders"] < 1e-7
     assert result["losses"] < 1e-5
     assert result["predict_after"] < 1e-5
 
 
 def test_two_processes_equal_one(tmp_path):
-    """A run over the four devices of two processes (``jax.distributed`` on the
-    CPU, with gloo collectives) records what one device does."""
+    """Two processes of a ``jax.distributed`` job (two CPU devices each, gloo
+    collectives) run and train as one device does.
+
+    (One test, so that the processes run once even when pytest-xdist would
+    give the tests of a shared fixture to several workers.)
+    """
+    two_processes = _run_two_processes(tmp_path)
+    check_run(two_processes)
+    check_keras_calls(two_processes)
+    check_process_share(two_processes)
+    check_refused_data(two_processes)
+
+
+def _run_two_processes(out):
+    """What the two processes measured, and what they saved (by process)."""
     with socket.socket() as s:
         s.bind(("localhost", 0))
         port = s.getsockname()[1]
     procs = [
         subprocess.Popen(
             [sys.executable, str(WORKER), "process", str(i), str(port)],
-            env=_environment(2, WORKER_OUT=str(tmp_path / f"{i}.npz")),
+            env=_environment(2, WORKER_OUT=str(out / f"{i}.npz")),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -111,26 +125,134 @@ def test_two_processes_equal_one(tmp_path):
     outputs = [p.communicate(timeout=300) for p in procs]
     for p, (_, err) in zip(procs, outputs, strict=True):
         assert p.returncode == 0, err[-3000:]
-    for out, _ in outputs:
-        measured = _last_json(out)
-        assert measured.pop("keras_error").startswith(
-            "Cannot predict across 2 processes"
-        )
-        assert measured == {
-            "process_count": 2,
-            "global_devices": 4,
-            "local_devices": 2,
+    return [
+        {
+            "measured": _last_json(stdout),
+            "run": dict(np.load(out / f"{i}.npz")),
+            "trained": dict(np.load(out / f"{i}_trained.npz")),
+            "params_file": out / f"{i}_params.npz",
         }
+        for i, (stdout, _) in enumerate(outputs)
+    ]
+
+
+def check_run(two_processes):
+    """A run over the four devices of two processes records what one device
+    does, in both."""
     net = worker.learning_net()
     data = np.random.RandomState(0).randn(worker.MB, worker.STEPS, 2)
     with nengo_jax.Simulator(net, minibatch_size=worker.MB, progress_bar=False) as sim:
         sim.run_steps(worker.STEPS, data={net.stim: data})
         sim.run_steps(7)
         expected = [sim.data[p] for p in net.watched]
-    for i in range(2):
-        got = np.load(tmp_path / f"{i}.npz")
+    for process in two_processes:
+        measured = process["measured"]
+        assert measured["process_count"] == 2
+        assert measured["global_devices"] == 4
+        assert measured["local_devices"] == 2
         for j, value in enumerate(expected):
-            np.testing.assert_allclose(got[str(j)], value, rtol=1e-6, atol=1e-5)
+            np.testing.assert_allclose(
+                process["run"][str(j)], value, rtol=1e-6, atol=1e-5
+            )
+
+
+def check_keras_calls(two_processes):
+    """predict, fit, evaluate and predict again, each process giving its half
+    of the data (`nengo_jax.process_share`), equal one device given all of it:
+    every process gets all of predict's outputs, evaluate's loss of all the
+    data, and the parameters that one device trains."""
+    # DataParallel: each process's share is its devices' half of each minibatch
+    shares = [process["measured"]["share"] for process in two_processes]
+    assert shares == [[0, 1, 2, 3, 8, 9, 10, 11], [4, 5, 6, 7, 12, 13, 14, 15]]
+    one = worker.training(None)
+    assert float(np.max(np.abs(one["after"] - one["before"]))) > 0.01  # (trained)
+    for process in two_processes:
+        assert process["measured"]["keras_devices"] == 4
+        got = process["trained"]
+        assert got["before"].shape == one["before"].shape == (2 * worker.MB, 20, 2)
+        np.testing.assert_allclose(got["before"], one["before"], atol=1e-6, rtol=0)
+        # float32 rounding: the gradient sums over the batch in another order
+        np.testing.assert_allclose(got["losses"], one["losses"], rtol=1e-5)
+        np.testing.assert_allclose(got["after"], one["after"], atol=1e-5, rtol=0)
+        for key, value in one["params"].items():
+            np.testing.assert_allclose(
+                got[f"param.{key}"], value, atol=1e-6 * np.max(np.abs(value))
+            )
+        # (read back through sim.data)
+        np.testing.assert_allclose(got["decoders"], one["decoders"], atol=1e-7)
+        # (predict_on_batch: one minibatch, of the processes' shares of it)
+        assert process["measured"]["on_batch"] < 1e-6
+    # process 0 saved the parameters and read them with get_nengo_params,
+    # alone (from its replica, no collective)
+    saved = two_processes[0]["trained"]
+    np.testing.assert_allclose(saved["frozen"].T, one["decoders"], atol=1e-7)
+    net = worker.rate_net()
+    with nengo_jax.Simulator(net, minibatch_size=worker.MB, progress_bar=False) as sim:
+        assert not np.allclose(sim.data[net.conn].weights, one["decoders"])
+        sim.load_params(two_processes[0]["params_file"])
+        np.testing.assert_allclose(
+            sim.data[net.conn].weights, one["decoders"], atol=1e-7
+        )
+    # every process holds the same replica of the parameters
+    first, second = (process["trained"] for process in two_processes)
+    for key in first:
+        if key.startswith("param."):
+            np.testing.assert_array_equal(first[key], second[key])
+
+
+def check_process_share(two_processes):
+    """Each process's rows of every minibatch, of one array, a dict or a list."""
+    for i, process in enumerate(two_processes):
+        rows = [4 * i + j for j in range(4)]
+        measured = process["measured"]["share_structures"]
+        assert measured["dict"] == {"a": rows, "b": [-r for r in rows]}
+        assert measured["list"] == ["list", rows, [4, 1]]
+        assert measured["error"] == (
+            "data: Data for a must have whole minibatches of minibatch_size=8 "
+            "items along its first axis; got shape (12, 3)"
+        )
+
+
+def test_process_share_in_one_process():
+    """One process gives all of the data (whatever the devices)."""
+    import keras
+
+    x = {"stim": np.zeros((16, 5, 2))}
+    assert nengo_jax.process_share(x, 8) is x
+    assert nengo_jax.process_share(x, 8, keras.distribution.DataParallel()) is x
+
+
+def check_refused_data(two_processes):
+    """Data that does not fit together raises in both processes (none waits for
+    the other), and leaves the simulator as it was."""
+    refused, other = (p["measured"]["errors"] for p in reversed(two_processes))
+    for errors in (refused, other):
+        assert errors["items"].startswith(
+            "x: Cannot evaluate across 2 processes: each must give data with the "
+            "same number of items"
+        )
+        assert errors["items"].endswith(
+            "got 8 in process 0, 4 in process 1. See nengo_jax.process_share for "
+            "each process's share."
+        )
+        assert (
+            "same number of steps; got 20 in process 0, 10 in process 1"
+            in (errors["steps"])
+        )
+        assert "takes arrays" in errors["stream"]
+        assert "got a generator" in errors["stream"]
+        assert errors["check_gradients"].startswith(
+            "Cannot check_gradients across 2 processes: of the Keras calls, only "
+            "fit, evaluate, predict, predict_on_batch"
+        )
+    # (process 1 gave 6 items: not a whole share of each minibatch)
+    assert "must be a positive multiple of 4; got 6" in refused["share"]
+    assert other["share"] == (
+        "x: Cannot evaluate: the data of process 1 was refused there (its error "
+        "says why); every process must give valid data"
+    )
+    for process in two_processes:
+        assert process["measured"]["unchanged"]
 
 
 def test_one_device_costs_nothing():
