@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from nengo.builder.operator import DotInc
 from nengo.builder.optimizer import OpMergePass, OpsToMerge
 from nengo.utils.graphs import BidirectionalDAG
 
@@ -80,7 +79,7 @@ def merge_plan(model, dg: dict, plan, sorter) -> list:
     # (its graph's forward edges are ``dg`` itself; we merge vertices our way)
     graph = (dg, merge_pass.dg.backward)
     independent = _Independent()
-    groups = _apart_by_learning(plan, dg)
+    groups = _apart_by_state(plan, dg)
     # As Nengo's optimizer does: merge operators with views first (their memory
     # order is fixed), again and again while that merges anything, then those
     # of one group without views (whose concatenation fixes an order), then
@@ -137,25 +136,24 @@ def merge_plan(model, dg: dict, plan, sorter) -> list:
     return ordered
 
 
-def _apart_by_learning(plan, dg) -> list:
-    """The groups of ``plan``, each split in two where its matrix products mix
-    learned matrices (written by an operator, e.g. a learning rule's update of
-    a Connection's weights) with fixed ones.
+def _apart_by_state(plan, dg) -> list:
+    """The groups of ``plan``, each split where its operators read state (a
+    signal some operator writes: activities, a learning rule's weights) in
+    one place and parameters (biases, fixed weights, constants) in another.
 
-    Merged, they would share one base, part state and part parameter, which
-    every step has to join (a copy of all of it, per batch item) before the
-    product can read it. The operators of a group are independent, so the two
-    halves may run in either order.
+    Merged, their reads would share one base, part state and part parameter,
+    which every step has to join (a copy of all of it, per batch item) before
+    the merged operator can read it. The operators of a group are
+    independent, so its parts may run in any order.
     """
     written = {sig.base for op in dg for sig in op.sets + op.incs + op.updates}
     groups = []
     for group in plan:
-        learned = [isinstance(op, DotInc) and op.A.base in written for op in group]
-        if any(learned) and not all(learned):
-            groups.append([op for op, w in zip(group, learned, strict=True) if not w])
-            groups.append([op for op, w in zip(group, learned, strict=True) if w])
-        else:
-            groups.append(list(group))
+        parts = {}
+        for op in group:
+            key = tuple(sig.base in written for sig in op.reads)
+            parts.setdefault(key, []).append(op)
+        groups.extend(parts.values())
     return groups
 
 

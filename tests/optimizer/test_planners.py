@@ -303,6 +303,25 @@ def test_pes_rules_and_their_synapses_merge():
     assert len(synapses) <= 8  # (there are 6 + 6 + 6 + 2 + 1 before merging)
 
 
+def test_reads_of_state_and_of_parameters_merge_apart():
+    """A Copy of biases (parameters) and a Node's pass-through Copy (state)
+    could merge into one whose source is part parameter, part state; they
+    merge apart, and the results stay Nengo's."""
+    with nengo.Network(seed=0) as net:
+        stim = nengo.Node(np.sin)
+        arrays = [nengo.networks.EnsembleArray(10, 1) for _ in range(3)]
+        nengo.Connection(stim, arrays[0].input, synapse=None)
+        for i in range(3):
+            nengo.Connection(arrays[i].output, arrays[(i + 1) % 3].input, synapse=0.01)
+        probe = nengo.Probe(arrays[-1].output, synapse=0.01)
+    with nengo.Simulator(net, progress_bar=False) as ref:
+        ref.run_steps(100)
+    with nengo_jax.Simulator(net, progress_bar=False) as sim:
+        sim.run_steps(100)
+        assert not sim._layout._split
+    np.testing.assert_allclose(sim.data[probe], ref.data[probe], atol=2e-5)
+
+
 def test_synapses_concatenated_in_different_orders_gather():
     """Synapses whose inputs and outputs are concatenated in different orders
     merge by gathering, exactly."""
