@@ -331,7 +331,10 @@ class Runtime:
                     fed=fed,
                     training=training,
                 )
-            rows, last = place.to_host((rows, last))  # (one transfer)
+            if last.size:
+                rows, last = place.to_host((rows, last))
+            else:  # (no probe keeps only its last step: nothing to fetch)
+                rows, last = place.to_host(rows), np.zeros(last.shape, last.dtype)
             history.append(rows[:count])
             if program.trace_count == traces:  # (a compile is no measure)
                 self._adapt_chunks(count, time.perf_counter() - began)
