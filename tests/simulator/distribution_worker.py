@@ -181,15 +181,8 @@ def process_checks(process_id, port):
     keras.distribution.initialize(
         f"localhost:{port}", num_processes=2, process_id=process_id
     )
-    net = learning_net()
-    data = np.random.RandomState(0).randn(MB, STEPS, 2)
     distribution = keras.distribution.DataParallel()
-    with nengo_jax.Simulator(
-        net, minibatch_size=MB, device=distribution, progress_bar=False
-    ) as sim:
-        sim.run_steps(STEPS, data={net.stim: data})
-        sim.run_steps(7)
-        probes = {str(i): sim.data[p] for i, p in enumerate(net.watched)}
+    probes, _ = runs(distribution)
     trained = training(
         distribution,
         share=lambda a: nengo_jax.process_share(a, MB, distribution),
