@@ -22,6 +22,8 @@ from nengo.builder.signal import Signal, SignalDict
 from nengo.exceptions import BuildError
 
 from nengo_jax import Simulator
+from nengo_jax.ops.dot import SparseDotIncBuilder
+from nengo_jax.program.layout import sparse_coords
 from nengo_jax.testing import assert_allclose
 
 N_STEPS = 3
@@ -152,6 +154,9 @@ def test_connection_network_has_the_ops():
     sparse = [op.A.initial_value for op in model.operators if type(op) is SparseDotInc]
     assert any(scipy.sparse.issparse(A) for A in sparse)
     assert any(isinstance(A, nengo.transforms.SparseMatrix) for A in sparse)
+    # both ways of multiplying: dense (small matrices) and gathered
+    ratios = [np.prod(A.shape) / len(sparse_coords(A)[0]) for A in sparse]
+    assert min(ratios) <= SparseDotIncBuilder.DENSE_RATIO < max(ratios)
     copies = [op for op in model.operators if type(op) is Copy]
     assert any(op.inc and op.dst_slice is not None for op in copies)
     assert any(op.src_slice is not None for op in copies)
@@ -160,6 +165,35 @@ def test_connection_network_has_the_ops():
 @pytest.mark.parametrize("minibatch_size", [None, B])
 def test_connection_products(minibatch_size):
     compare(connection_network, minibatch_size)
+
+
+def spiking_sparse_vs_dense(shape, indices, seed=10):
+    """Probe data of a LIF ensemble fed through a sparse transform, and through
+    the same transform given dense (Nengo's ``test_sparse``, at a seed where
+    a gather and scatter once flipped a spike)."""
+    weights = np.random.RandomState(seed).uniform(0.25, 0.75, size=len(indices))
+    dense = np.zeros(shape)
+    dense[tuple(np.transpose(indices))] = weights
+    outputs = []
+    for transform in (nengo.transforms.Sparse(shape, indices, init=weights), dense):
+        with nengo.Network(seed=seed) as net:
+            signal = nengo.processes.WhiteSignal(period=1, high=10, seed=seed + 1)
+            u = nengo.Node(signal, size_out=shape[1])
+            a = nengo.Ensemble(100, shape[0])
+            nengo.Connection(u, a, synapse=None, transform=transform)
+            probe = nengo.Probe(a, synapse=0.03)
+        with Simulator(net, progress_bar=False) as sim:
+            sim.run(0.5)
+        outputs.append(sim.data[probe])
+    return outputs
+
+
+def test_small_sparse_transform_equals_dense_to_the_last_bit():
+    # 8 elements, 4 nonzero: multiplied as a dense matrix
+    indices = [[0, 0], [1, 1], [0, 2], [1, 3]]
+    sparse, dense = spiking_sparse_vs_dense((2, 4), indices)
+    assert np.abs(dense).max() > 0.1
+    np.testing.assert_array_equal(sparse, dense)
 
 
 def bsr_blocks():
