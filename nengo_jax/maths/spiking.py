@@ -24,13 +24,16 @@ def lif(dt, J, state, p, noise=None):
     voltage, refractory_time = state["voltage"], state["refractory_time"]
     refractory_time = refractory_time - dt
     delta_t = jnp.clip(dt - refractory_time, 0, dt)
-    voltage = voltage - (J - voltage) * jnp.expm1(-delta_t / tau_rc)
+    voltage = voltage - (J - voltage) * expm1_nonpositive(-delta_t / tau_rc)
     spiked = voltage > 1
     output = jnp.where(spiked, p["amplitude"] / dt, 0).astype(J.dtype)
     # Solve v(t_spike) = 1 on the exponential approach to J; only spiked neurons
     # (for which J > v > 1) use it, the others get a harmless stand-in.
     ratio = jnp.where(spiked, (voltage - 1) / jnp.where(spiked, J - 1, 1), 0)
-    t_spike = dt + tau_rc * jnp.log1p(-ratio)
+    # log(1 - ratio), not log1p(-ratio): XLA's CPU log1p is 3x slower than log,
+    # and 1 - ratio rounds ratio by at most 2**-24, which moves the spike time
+    # by at most tau_rc * 2**-24 (1.2e-9 s for tau_rc = 0.02)
+    t_spike = dt + tau_rc * jnp.log(1 - ratio)
     voltage = jnp.maximum(voltage, p["min_voltage"])
     voltage = jnp.where(spiked, 0, voltage)
     refractory_time = jnp.where(spiked, p["tau_ref"] + t_spike, refractory_time)
@@ -39,6 +42,17 @@ def lif(dt, J, state, p, noise=None):
         voltage=voltage.astype(J.dtype),
         refractory_time=refractory_time.astype(J.dtype),
     )
+
+
+def expm1_nonpositive(x):
+    """``exp(x) - 1`` for ``x <= 0``, as ``2 tanh(x / 2) / (1 - tanh(x / 2))``.
+
+    As accurate as `jax.numpy.expm1` near 0 (``tanh`` keeps its relative
+    accuracy there), and about twice as fast on CPUs, where XLA's ``expm1``
+    was a third of a LIF step. (For large positive ``x`` it overflows early.)
+    """
+    half = jnp.tanh(x / 2)
+    return 2 * half / (1 - half)
 
 
 def adaptive_lif(dt, J, state, p, noise=None):
