@@ -108,11 +108,14 @@ def main(argv=None) -> None:
     ref = nengo_times(args.specs, args.steps)
 
     def revision(checkout):
-        return subprocess.run(
-            ["git", "-C", checkout, "log", "-1", "--format=%h %s"],
-            capture_output=True,
-            text=True,
-        ).stdout.strip()[:90]
+        def git(*args):
+            return subprocess.run(
+                ["git", "-C", checkout, *args], capture_output=True, text=True
+            ).stdout.strip()
+
+        changed = git("status", "--porcelain", "--untracked-files=no")
+        dirty = " (with uncommitted changes to it)" if changed else ""
+        return git("log", "-1", "--format=%h %s")[:90] + dirty
 
     lines = machine_lines("nengo-jax A/B")
     lines += [
