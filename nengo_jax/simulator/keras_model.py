@@ -217,6 +217,32 @@ class SimulatorModel(keras.Model):
             y_pred = {name: value for name, value in y_pred.items() if name in y}
         return super().compute_metrics(x, y, y_pred, sample_weight)
 
+    # -- compiled steps --------------------------------------------------------------
+
+    # JAX compiles a jitted function again for an argument that is not
+    # committed to its device where it was before (or the reverse). Keras makes
+    # uncommitted arrays: an optimizer's new variables, the metrics it resets
+    # at every epoch, and values assigned from Python; its steps return
+    # committed ones. So its step would compile up to three times per call
+    # (0.3-0.7 s each): first step, later steps, first step of an epoch.
+    # Committed first, every step runs the one program.
+
+    def make_train_function(self, force=False):
+        if self.train_function is None or force:
+            super().make_train_function(force)
+            self.train_function = _committing(self.train_function)
+
+    def make_test_function(self, force=False):
+        if self.test_function is None or force:
+            super().make_test_function(force)
+            self.test_function = _committing(self.test_function)
+
+    def make_predict_function(self, force=False):
+        if self.predict_function is None or force:
+            super().make_predict_function(force)
+            self.predict_function = _committing(self.predict_function)
+        return self.predict_function
+
     # -- host inputs ---------------------------------------------------------------
 
     def _streams(self, fed, state, n_steps):
@@ -285,3 +311,20 @@ class SimulatorModel(keras.Model):
 
     def state_values(self) -> dict:
         return {key: var.value for key, var in self.state_vars.items()}
+
+
+def _committing(step_function):
+    """``step_function(state, data)`` with ``state``'s uncommitted arrays first
+    committed to their devices (see `SimulatorModel.make_train_function`)."""
+    if keras.distribution.distribution() is not None:
+        return step_function  # (Keras lays out the state over the devices)
+
+    def commit(x):
+        if isinstance(x, jax.Array) and not x.committed:
+            return jax.device_put(x, x.sharding)
+        return x
+
+    def committed_step(state, data):
+        return step_function(jax.tree_util.tree_map(commit, state), data)
+
+    return committed_step

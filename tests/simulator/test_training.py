@@ -1,5 +1,8 @@
 """The Keras calls: compile, fit, evaluate, predict, and the training modes."""
 
+import logging
+
+import jax
 import jax.numpy as jnp
 import keras
 import nengo
@@ -55,6 +58,28 @@ def test_fit_lowers_loss_and_trains_parameters():
             assert not np.allclose(now, value), f"{name} did not train"
         # the time did not advance (stateful=False)
         assert sim.n_steps == 0
+
+
+def test_keras_steps_compile_once_per_call_kind(caplog):
+    """A new optimizer's variables, metrics reset every epoch, and values set
+    from Python are uncommitted arrays, which JAX compiles for apart from the
+    committed ones the steps return: every call still compiles its step once."""
+    net = ramp_net()
+    x, y = xy(n=2 * MB)
+    with nengo_jax.Simulator(net, minibatch_size=MB, progress_bar=False) as sim:
+        sim.compile(keras.optimizers.Adam(1e-3), loss={net.p: "mse"})
+        with jax.log_compiles(True), caplog.at_level(logging.WARNING):
+            for stateful in (False, True):
+                sim.fit({net.inp: x}, {net.p: y}, epochs=3, verbose=0)
+                sim.evaluate({net.inp: x}, {net.p: y}, verbose=0)
+                sim.predict({net.inp: x}, stateful=stateful)
+    compiled = [
+        r.getMessage().split()[1]
+        for r in caplog.records
+        if r.getMessage().startswith("Compiling jit(")
+    ]
+    for step in ("train_step", "test_step", "predict_step"):
+        assert compiled.count(f"jit({step})") == 1, compiled
 
 
 def test_frozen_parameters_do_not_move():
