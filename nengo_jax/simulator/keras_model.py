@@ -230,17 +230,19 @@ class SimulatorModel(keras.Model):
     def make_train_function(self, force=False):
         if self.train_function is None or force:
             super().make_train_function(force)
-            self.train_function = _committing(self.train_function)
+            self.train_function = _committing(self.train_function, self.sharding(""))
 
     def make_test_function(self, force=False):
         if self.test_function is None or force:
             super().make_test_function(force)
-            self.test_function = _committing(self.test_function)
+            self.test_function = _committing(self.test_function, self.sharding(""))
 
     def make_predict_function(self, force=False):
         if self.predict_function is None or force:
             super().make_predict_function(force)
-            self.predict_function = _committing(self.predict_function)
+            self.predict_function = _committing(
+                self.predict_function, self.sharding("")
+            )
         return self.predict_function
 
     # -- host inputs ---------------------------------------------------------------
@@ -313,18 +315,35 @@ class SimulatorModel(keras.Model):
         return {key: var.value for key, var in self.state_vars.items()}
 
 
-def _committing(step_function):
-    """``step_function(state, data)`` with ``state``'s uncommitted arrays first
-    committed to their devices (see `SimulatorModel.make_train_function`)."""
-    if keras.distribution.distribution() is not None:
-        return step_function  # (Keras lays out the state over the devices)
+def _committing(step_function, replicated):
+    """``step_function(state, data)`` with ``state``'s arrays first placed as
+    its steps return them (see `SimulatorModel.make_train_function`).
 
-    def commit(x):
-        if isinstance(x, jax.Array) and not x.committed:
-            return jax.device_put(x, x.sharding)
-        return x
+    On one device: uncommitted arrays committed to it. Over a mesh
+    (``replicated``, the mesh's replicated sharding), Keras lays out the
+    variables it made in its distribution's scope; the others (metrics reset
+    to uncommitted zeros), which JAX would replicate in another form (a
+    ``GSPMDSharding``) than the steps return (a ``NamedSharding``), are put
+    in that one.
+    """
+    if keras.distribution.distribution() is None:
 
-    def committed_step(state, data):
-        return step_function(jax.tree_util.tree_map(commit, state), data)
+        def place(x):
+            if isinstance(x, jax.Array) and not x.committed:
+                return jax.device_put(x, x.sharding)
+            return x
 
-    return committed_step
+    elif isinstance(replicated, jax.sharding.NamedSharding):
+
+        def place(x):
+            if isinstance(x, jax.Array) and not x.committed:
+                return jax.device_put(x, replicated)
+            return x
+
+    else:
+        return step_function
+
+    def placed_step(state, data):
+        return step_function(jax.tree_util.tree_map(place, state), data)
+
+    return placed_step

@@ -12,6 +12,7 @@ Usage::
 """
 
 import json
+import logging
 import os
 import sys
 
@@ -102,8 +103,22 @@ def training_data():
     return x, np.roll(x, 1, axis=-1)
 
 
+class CompileLog(logging.Handler):
+    """The names of the functions JAX compiles while ``jax_log_compiles`` is on."""
+
+    def __init__(self):
+        super().__init__()
+        self.names = []
+
+    def emit(self, record):
+        message = record.getMessage()
+        if message.startswith("Compiling jit("):
+            self.names.append(message.split()[1])
+
+
 def training(device, share=None, more=None):
-    """Results of predict, fit (SGD), evaluate and predict again.
+    """Results of predict, fit (SGD), evaluate and predict again, and how often
+    each Keras step compiled.
 
     ``share`` gives this process its share of the data; ``more(sim, net, x,
     y)`` measures more before the simulator closes (a dict).
@@ -112,9 +127,14 @@ def training(device, share=None, more=None):
     x, y = training_data()
     if share is not None:
         x, y = share(x), share(y)
-    with nengo_jax.Simulator(
-        net, minibatch_size=MB, device=device, progress_bar=False, seed=3
-    ) as sim:
+    log = CompileLog()
+    logging.getLogger("jax").addHandler(log)
+    with (
+        jax.log_compiles(True),
+        nengo_jax.Simulator(
+            net, minibatch_size=MB, device=device, progress_bar=False, seed=3
+        ) as sim,
+    ):
         before = sim.predict({net.stim: x}, verbose=0)[net.out]
         sim.compile(optimizer=keras.optimizers.SGD(0.01), loss={net.out: "mse"})
         history = sim.fit(
@@ -127,7 +147,10 @@ def training(device, share=None, more=None):
         devices = max(len(v.value.sharding.device_set) for v in variables)
         decoders = sim.data[net.conn].weights
         measured = {} if more is None else more(sim, net, x, y)
+    logging.getLogger("jax").removeHandler(log)
+    steps = ("train_step", "test_step", "predict_step")
     return measured | {
+        "step_compiles": {step: log.names.count(f"jit({step})") for step in steps},
         "before": before,
         "after": after,
         "losses": np.array(history.history["loss"] + [loss]),
@@ -149,6 +172,7 @@ def compare_training(one, many):
         "params": biggest_difference(one["params"], many["params"]) / scale,
         "decoders": float(np.max(np.abs(one["decoders"] - many["decoders"]))),
         "keras_devices": many["devices"],
+        "step_compiles": [one["step_compiles"], many["step_compiles"]],
     }
 
 

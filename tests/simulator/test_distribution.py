@@ -84,6 +84,11 @@ def test_keras_calls_on_four_devices_equal_one(four_devices, how):
     """``device=jax.devices()``, or the global Keras ``DataParallel``."""
     result = four_devices[how]
     assert result["keras_devices"] == 4
+    # each Keras step compiled once on one device and on four: 3 epochs and
+    # an evaluate; predict before compile() and after it, which makes Keras
+    # make its functions anew
+    once = {"train_step": 1, "test_step": 1, "predict_step": 2}
+    assert result["step_compiles"] == [once, once]
     assert result["trained"] > 0.01  # (fit changed the outputs)
     assert result["predict_before"] < 1e-6
     # float32 rounding: the gradient sums over the batch in another order
