@@ -49,6 +49,11 @@ class NeuronMaths:
         Python; groups of neurons computed together must agree on them.
     noise : str or None
         The randomness ``step`` needs: ``"uniform"``, ``"key"`` or None.
+    recompute : bool
+        Whether training recomputes ``rate``'s intermediate values in the
+        backward pass (`jax.checkpoint`) instead of storing them for every
+        step: for LIF's rate, which would store three arrays and a mask per
+        neuron and step where its input alone suffices.
     """
 
     step: StepFn
@@ -57,6 +62,7 @@ class NeuronMaths:
     params: tuple = ()
     static: tuple = ()
     noise: str | None = None
+    recompute: bool = False
 
     @property
     def spiking(self) -> bool:
@@ -72,24 +78,29 @@ _R2S = {"params": ("amplitude",), "static": ("negative",)}
 #: The maths of each neuron type (Nengo's and `nengo_jax.neurons`), by exact
 #: type: `maths_for` looks a type up before its bases (SoftLIFRate before LIFRate).
 MATHS = {
-    nengo.LIFRate: NeuronMaths(rate.lif_rate, rate.lif_rate, params=_LIF),
+    nengo.LIFRate: NeuronMaths(
+        rate.lif_rate, rate.lif_rate, params=_LIF, recompute=True
+    ),
     nengo.LIF: NeuronMaths(
         spiking.lif,
         rate.lif_rate,
         state=("voltage", "refractory_time"),
         params=_LIF + ("min_voltage",),
+        recompute=True,
     ),
     nengo.AdaptiveLIFRate: NeuronMaths(
         rate.adaptive_lif_rate,
         rate.adaptive_lif_rate,
         state=("adaptation",),
         params=_LIF + _ADAPT,
+        recompute=True,
     ),
     nengo.AdaptiveLIF: NeuronMaths(
         spiking.adaptive_lif,
         rate.adaptive_lif_rate,
         state=("voltage", "refractory_time", "adaptation"),
         params=_LIF + _ADAPT + ("min_voltage",),
+        recompute=True,
     ),
     nengo.RectifiedLinear: NeuronMaths(
         rate.rectified_linear, rate.rectified_linear, params=("amplitude",)
@@ -118,7 +129,10 @@ MATHS = {
         spiking.poisson_spiking, rate.scaled_rate, noise="key", **_R2S
     ),
     SoftLIFRate: NeuronMaths(
-        rate.soft_lif_rate, rate.soft_lif_rate, params=("sigma",) + _LIF
+        rate.soft_lif_rate,
+        rate.soft_lif_rate,
+        params=("sigma",) + _LIF,
+        recompute=True,
     ),
     LeakyReLU: NeuronMaths(rate.leaky_relu, rate.leaky_relu, params=_LEAKY),
     SpikingLeakyReLU: NeuronMaths(

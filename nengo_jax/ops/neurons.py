@@ -177,7 +177,7 @@ class SimNeuronsBuilder(OpBuilder):
         """
         maths = self.maths
         if not maths.spiking:
-            return maths.step(dt, J, state, p, noise)
+            return self._rate_step(maths.step)(dt, J, state, p, noise)
         if maths.rate is None:
             self.ctx.warn_once(
                 ("no rate", type(self.op.neurons)),
@@ -190,12 +190,25 @@ class SimNeuronsBuilder(OpBuilder):
         if self.ctx.lif_smoothing is not None and maths is MATHS[LIF]:
             rate_step = soft_lif_rate
             p = dict(p, sigma=self.ctx.lif_smoothing)
-        rate, _ = rate_step(dt, J, state, p)
+        rate, _ = self._rate_step(rate_step)(dt, J, state, p)
         if not self.ctx.surrogate_gradients:
             return rate, state
         spikes, state = maths.step(dt, J, state, p, noise)
         state = jax.tree_util.tree_map(jax.lax.stop_gradient, state)
         return rate + jax.lax.stop_gradient(spikes - rate), state
+
+    def _rate_step(self, step):
+        """``step``, with its intermediate values recomputed in the backward
+        pass if the maths say so (`NeuronMaths.recompute`)."""
+        if not self.maths.recompute:
+            return step
+
+        def recomputed(dt, J, state, p, noise=None):
+            return jax.checkpoint(lambda J, state: step(dt, J, state, p, noise))(
+                J, state
+            )
+
+        return recomputed
 
     # -- host fallback ----------------------------------------------------------------
 

@@ -4,10 +4,12 @@ Synapses are left out of these networks (``synapse=None``) so that only neuron
 maths is compared; spiking outputs are filtered here in NumPy instead.
 """
 
+import dataclasses
 import warnings
 
 import jax
 import jax.numpy as jnp
+import keras
 import nengo
 import numpy as np
 import pytest
@@ -16,7 +18,7 @@ from nengo.exceptions import BuildError, SimulationError
 from scipy.signal import lfilter
 
 import nengo_jax.ops.neurons  # noqa: F401
-from nengo_jax import Simulator
+from nengo_jax import Simulator, SoftLIFRate
 from nengo_jax.maths.neurons import MATHS, maths_for, params_of
 from nengo_jax.ops.neurons import SimNeuronsBuilder
 from nengo_jax.optimizer.mergers import mergeable
@@ -483,3 +485,36 @@ def test_rate_versions(neuron_type, J_max):
     tol = p["amplitude"] * (2 / 2.0 + 4 * np.sqrt(rate / p["amplitude"] / 2.0))
     assert np.all(np.abs(np.asarray(out.mean(0)) - rate) <= tol)
     assert rate.max() > 20
+
+
+@pytest.mark.parametrize(
+    "neuron_type", [nengo.LIF(), nengo.AdaptiveLIFRate(), SoftLIFRate(sigma=0.05)]
+)
+def test_recomputed_rates_train_as_stored_ones(neuron_type, monkeypatch):
+    """Training recomputes LIF rates in the backward pass instead of storing
+    their intermediates (``NeuronMaths.recompute``): the trained parameters
+    are those of storing them, through 30 steps."""
+
+    def trained():
+        with nengo.Network(seed=0) as net:
+            stim = nengo.Node(np.zeros(1))
+            ens = nengo.Ensemble(20, 1, neuron_type=neuron_type)
+            out = nengo.Node(size_in=1)
+            nengo.Connection(stim, ens, synapse=None)
+            conn = nengo.Connection(ens, out, synapse=0.01)
+            probe = nengo.Probe(out)
+        x = np.linspace(-1, 1, 4 * 30).reshape(4, 30, 1)
+        with Simulator(net, minibatch_size=4, progress_bar=False) as sim:
+            sim.compile(keras.optimizers.SGD(0.1), loss={probe: "mse"})
+            sim.fit({stim: x}, {probe: x**2}, epochs=2, verbose=0)
+            return sim.data[conn].weights, sim.data[ens].bias
+
+    maths = maths_for(neuron_type)
+    assert maths.recompute
+    recomputed = trained()
+    key = next(k for k, v in MATHS.items() if v is maths)
+    monkeypatch.setitem(MATHS, key, dataclasses.replace(maths, recompute=False))
+    stored = trained()
+    assert not np.allclose(recomputed[0], 0)
+    for ours, ref in zip(recomputed, stored, strict=True):
+        assert_allclose(ours, ref, rtol=1e-6, atol=1e-7)
