@@ -6,6 +6,7 @@ and two of a ``jax.distributed`` job with two devices each. Each prints what it
 measured; these tests assert on it, comparing with one device.
 """
 
+import gc
 import json
 import os
 import pathlib
@@ -287,6 +288,10 @@ def test_long_run_device_memory_stays_flat(monkeypatch):
     def live():
         return sum(a.nbytes for a in jax.live_arrays())
 
+    # arrays that earlier tests in this process left to the garbage collector
+    # could be freed midway and move the sums: hold the ones still alive
+    gc.collect()
+    earlier = jax.live_arrays()  # noqa: F841
     fetched = []
     to_host = Placement.to_host
 
