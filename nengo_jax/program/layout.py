@@ -197,6 +197,11 @@ class Layout:
         `transient_keys`)."""
         return sig.base in self._bases and self.view(sig).key in self._transient
 
+    def keeps(self, sig: Signal) -> bool:
+        """Whether ``sig``'s values are kept between steps: its base is laid
+        out (signals no operator uses are not) and not transient."""
+        return sig.base in self._bases and self.view(sig).key not in self._transient
+
     def _part(self, sig: Signal, written: dict) -> str | None:
         """Which part of its base ``sig`` lies in (None: across both)."""
         mask = self._split.get(sig.base)

@@ -123,7 +123,6 @@ class HostValues:
         self.params = params
         self.state = state or {}
         self._host = {}
-        self._bases = None
 
     def array(self, key) -> np.ndarray:
         """The whole array ``key``, on the host (batched for state)."""
@@ -136,13 +135,7 @@ class HostValues:
     def has(self, sig) -> bool:
         """Whether ``sig`` is stored (signals that no operator uses are not, nor
         those that live within a step only)."""
-        if self._bases is None:
-            self._bases = set(self.layout.bases)
-        return (
-            sig is not None
-            and sig.base in self._bases
-            and not self.layout.is_transient(sig)
-        )
+        return sig is not None and self.layout.keeps(sig)
 
     def is_param(self, sig) -> bool:
         """Whether ``sig`` lies entirely in the (unbatched) parameters."""
@@ -296,12 +289,7 @@ class SignalValues(Mapping):
         return value
 
     def __contains__(self, sig):
-        layout = self._sim._layout
-        return (
-            isinstance(sig, Signal)
-            and sig.base in set(layout.bases)
-            and not layout.is_transient(sig)
-        )
+        return isinstance(sig, Signal) and self._sim._layout.keeps(sig)
 
     def __iter__(self):
         return iter(self._kept())
@@ -312,4 +300,4 @@ class SignalValues(Mapping):
     def _kept(self) -> list:
         """The base signals kept between steps (those `__getitem__` reads)."""
         layout = self._sim._layout
-        return [base for base in layout.bases if not layout.is_transient(base)]
+        return [base for base in layout.bases if layout.keeps(base)]
